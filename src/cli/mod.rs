@@ -1,0 +1,306 @@
+//! The command line: arguments in, validated requests to the library, rendering out.
+//! Everything is validated (runbook compiled, parameters typed, run id well-formed) before a
+//! run is created; no recovery logic lives here.
+
+mod output;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{Clock, ScaledClock, SystemClock};
+use crate::control::{self, Access, Request, Response, Service};
+use crate::engine::{params, Engine, Limits, Outcome, Prompt, RunOptions, Runbook};
+use crate::error::Error;
+use crate::journal::{RunExport, RunId};
+
+/// Disaster-recovery runbooks that survive crashes: durable, resumable, rehearsable.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Directory of the journal store.
+    /// [default: $XDG_DATA_HOME/lifeboat, else ~/.local/share/lifeboat]
+    #[arg(long, global = true, env = "LIFEBOAT_DB", value_name = "DIR")]
+    db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile and validate a runbook, print its declaration; run nothing.
+    Check {
+        runbook: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Start a run; prints its run id, then progress.
+    Run {
+        runbook: String,
+        /// A parameter, as name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// At a gate that is not yet approved, exit with code 3 instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Approve this gate in advance (repeatable; `all` approves every gate).
+        #[arg(long = "approve", value_name = "GATE")]
+        approve: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Continue an interrupted, paused or failed run.
+    Resume {
+        run_id: String,
+        /// At a gate that is not yet approved, exit with code 3 instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Run this in-flight step again (name or position): you have checked it did not
+        /// take effect, or accept that it runs twice (repeatable).
+        #[arg(long = "retry-inflight", value_name = "STEP")]
+        retry_inflight: Vec<String>,
+        /// Continue with an edited runbook instead of the one stored with the run; it must
+        /// agree with every step already journaled.
+        #[arg(long, value_name = "FILE")]
+        runbook: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// List all runs, or show one run's steps.
+    Status {
+        run_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's journal, event by event.
+    Log {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a gate a run waits at.
+    Approve { run_id: String, gate: String },
+    /// Stop a run for good; its journal stays.
+    Abort { run_id: String },
+    /// Write a run (header and every event) as JSON, for backup or another machine.
+    Export {
+        run_id: String,
+        /// Write here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<String>,
+    },
+    /// Add a run exported with `lifeboat export` to the store.
+    Import { file: String },
+}
+
+/// Sandbox limits for runbooks.
+#[derive(Debug, Args, Clone)]
+struct LimitArgs {
+    /// Rhai operations per evaluation before the run is stopped (endless loops).
+    #[arg(long, env = "LIFEBOAT_MAX_OPERATIONS", default_value_t = Limits::default().max_operations)]
+    max_operations: u64,
+    /// Journaled steps in one run.
+    #[arg(long, env = "LIFEBOAT_MAX_STEPS", default_value_t = Limits::default().max_steps)]
+    max_steps: u64,
+    /// Bytes in one string.
+    #[arg(long, env = "LIFEBOAT_MAX_STRING_SIZE", default_value_t = Limits::default().max_string_size)]
+    max_string_size: usize,
+    /// Items in one array or map.
+    #[arg(long, env = "LIFEBOAT_MAX_COLLECTION_SIZE", default_value_t = Limits::default().max_collection_size)]
+    max_collection_size: usize,
+    /// Depth of nested function calls.
+    #[arg(long, env = "LIFEBOAT_MAX_CALL_DEPTH", default_value_t = Limits::default().max_call_depth)]
+    max_call_depth: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_operations: self.max_operations,
+            max_steps: self.max_steps,
+            max_string_size: self.max_string_size,
+            max_collection_size: self.max_collection_size,
+            max_call_depth: self.max_call_depth,
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn data_dir(db: Option<PathBuf>) -> Result<PathBuf, Error> {
+    if let Some(db) = db {
+        return Ok(db);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("lifeboat"));
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".local/share/lifeboat"))
+        .ok_or_else(|| Error::Usage("no --db given and neither XDG_DATA_HOME nor HOME is set".into()))
+}
+
+/// The engine clock: the wall clock, or a compressed one (`LIFEBOAT_CLOCK=SCALE[@ANCHOR_MS]`)
+/// for tests and rehearsals.
+fn clock() -> Result<Arc<dyn Clock>, Error> {
+    match std::env::var("LIFEBOAT_CLOCK") {
+        Ok(spec) if !spec.is_empty() => ScaledClock::parse(&spec)
+            .map(|c| Arc::new(c) as Arc<dyn Clock>)
+            .ok_or_else(|| Error::Usage(format!("LIFEBOAT_CLOCK: expected SCALE or SCALE@ANCHOR_MS, got {spec:?}"))),
+        _ => Ok(Arc::new(SystemClock)),
+    }
+}
+
+fn parse_run_id(raw: &str) -> Result<RunId, Error> {
+    Ok(RunId::parse(raw)?)
+}
+
+fn dispatch(cli: Cli) -> Result<u8, Error> {
+    let db = data_dir(cli.db)?;
+    match cli.command {
+        Command::Check { runbook, limits } => {
+            let rb = Runbook::load(&runbook, &limits.limits())?;
+            print!("{}", output::declaration(&rb));
+            Ok(0)
+        }
+        Command::Run { runbook, params: raw, no_wait, approve, limits } => {
+            let limits = limits.limits();
+            // Validate everything before touching the store.
+            let rb = Runbook::load(&runbook, &limits)?;
+            let given = raw.iter().map(|a| params::split_assignment(a)).collect::<Result<Vec<_>, _>>()?;
+            let values = params::resolve(&rb.declaration.params, &given)?;
+            let clock = clock()?;
+            let engine = open_engine(&db, clock, limits)?;
+            let id = engine.create(&rb, values, approve)?;
+            println!("{id}");
+            let outcome = engine.execute(&id, None, run_options(no_wait, vec![]));
+            finish(&id, outcome)
+        }
+        Command::Resume { run_id, no_wait, retry_inflight, runbook, limits } => {
+            let limits = limits.limits();
+            let id = parse_run_id(&run_id)?;
+            let replacement = runbook.map(|p| Runbook::load(&p, &limits)).transpose()?;
+            let engine = open_engine(&db, clock()?, limits)?;
+            let outcome = engine.execute(&id, replacement, run_options(no_wait, retry_inflight));
+            finish(&id, outcome)
+        }
+        Command::Status { run_id, json } => {
+            let access = Access::open(&db)?;
+            match run_id {
+                None => match access.call(Request::Runs)? {
+                    Response::Runs { runs, live } => print!("{}", output::runs(&runs, &live, json)),
+                    other => return Err(unexpected(other)),
+                },
+                Some(raw) => match access.call(Request::Run { id: parse_run_id(&raw)? })? {
+                    Response::Run { run, events, live } => print!("{}", output::run_status(&run, &events, live.as_ref(), json)?),
+                    other => return Err(unexpected(other)),
+                },
+            }
+            Ok(0)
+        }
+        Command::Log { run_id, json } => {
+            let access = Access::open(&db)?;
+            match access.call(Request::Run { id: parse_run_id(&run_id)? })? {
+                Response::Run { events, .. } => print!("{}", output::events(&events, json)),
+                other => return Err(unexpected(other)),
+            }
+            Ok(0)
+        }
+        Command::Approve { run_id, gate } => {
+            let by = operator();
+            let reply = Access::open(&db)?.call(Request::Approve { id: parse_run_id(&run_id)?, gate, by })?;
+            done(reply)
+        }
+        Command::Abort { run_id } => {
+            let reply = Access::open(&db)?.call(Request::Abort { id: parse_run_id(&run_id)?, by: operator() })?;
+            done(reply)
+        }
+        Command::Export { run_id, out } => {
+            match Access::open(&db)?.call(Request::Export { id: parse_run_id(&run_id)? })? {
+                Response::Export { export } => {
+                    let json = serde_json::to_string_pretty(&export).map_err(|e| Error::Usage(e.to_string()))?;
+                    match out {
+                        Some(path) => std::fs::write(&path, json + "\n").map_err(|source| Error::File { path, source })?,
+                        None => println!("{json}"),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+            Ok(0)
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|source| Error::File { path: file.clone(), source })?;
+            let export: RunExport = serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{file}: not a lifeboat run export: {e}")))?;
+            done(Access::open(&db)?.call(Request::Import { export: Box::new(export) })?)
+        }
+    }
+}
+
+/// Opens the store for executing a run, and serves the control API for other terminals.
+fn open_engine(db: &std::path::Path, clock: Arc<dyn Clock>, limits: Limits) -> Result<Engine, Error> {
+    let journal = Access::open_for_run(db)?;
+    let engine = Engine::new(journal.clone(), clock.clone(), Arc::new(output::Progress::new()), limits);
+    let service = Arc::new(Service::new(journal, engine.live(), clock));
+    if let Err(e) = control::serve(db, service) {
+        eprintln!("warning: {e}; other terminals cannot reach this run until it ends");
+    }
+    Ok(engine)
+}
+
+fn run_options(no_wait: bool, retry_inflight: Vec<String>) -> RunOptions {
+    let prompt: Option<Prompt> = (!no_wait && std::io::stdin().is_terminal()).then(|| {
+        Arc::new(|gate: &str, _message: &str| {
+            eprintln!("    type yes to approve gate {gate:?} here:");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("yes")
+        }) as Prompt
+    });
+    RunOptions { no_wait, retry_inflight, prompt }
+}
+
+fn finish(id: &RunId, outcome: Result<Outcome, crate::engine::Error>) -> Result<u8, Error> {
+    let outcome = outcome?;
+    eprint!("{}", output::outcome(id, &outcome));
+    match &outcome {
+        Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) if !v.is_null() => println!("{v}"),
+        _ => {}
+    }
+    Ok(outcome.exit_code())
+}
+
+fn done(reply: Response) -> Result<u8, Error> {
+    match reply {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(0)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(reply: Response) -> Error {
+    Error::Usage(format!("unexpected answer from the control API: {reply:?}"))
+}
+
+/// Who is acting, for the journal: the login name.
+fn operator() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "operator".to_string())
+}

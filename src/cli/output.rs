@@ -1,0 +1,308 @@
+//! Everything the command line shows: progress lines, summaries, tables, JSON. Progress goes
+//! to standard error; answers (a run id, a result, a table) go to standard output.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use crate::clock::{format_duration, format_time};
+use crate::engine::{self, summarize, LiveInfo, Outcome, Runbook};
+use crate::error::Error;
+use crate::journal::{Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView};
+
+/// What `lifeboat check` prints.
+pub fn declaration(rb: &Runbook) -> String {
+    let d = &rb.declaration;
+    let mut out = format!("{}: ok\nname: {}\n", rb.path, d.name);
+    if !d.description.is_empty() {
+        let _ = writeln!(out, "description: {}", d.description);
+    }
+    if let Some(rto) = d.rto_secs {
+        let _ = writeln!(out, "rto: {}", humantime::format_duration(std::time::Duration::from_secs(rto)));
+    }
+    if d.params.is_empty() {
+        out.push_str("parameters: none\n");
+    } else {
+        out.push_str("parameters:\n");
+        let width = d.params.keys().map(String::len).max().unwrap_or(0);
+        for (name, spec) in &d.params {
+            let default = match &spec.default {
+                Some(v) => format!("default {v}"),
+                None => "required".to_string(),
+            };
+            let _ = writeln!(out, "  {name:width$}  {:8}  {default:<16}  {}", spec.ty.name(), spec.help);
+        }
+    }
+    out
+}
+
+/// Prints progress lines as a run goes. Replayed steps are counted and shown as one line.
+pub struct Progress {
+    replayed: Mutex<u64>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress { replayed: Mutex::new(0) }
+    }
+
+    fn flush_replayed(&self) {
+        let mut n = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+        if *n > 0 {
+            eprintln!("  ↺ {} finished step{} answered from the journal", *n, if *n == 1 { "" } else { "s" });
+            *n = 0;
+        }
+    }
+}
+
+impl engine::Observer for Progress {
+    fn progress(&self, run: &RunId, p: engine::Progress<'_>) {
+        use engine::Progress as P;
+        if let P::Replayed { .. } = p {
+            *self.replayed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            return;
+        }
+        self.flush_replayed();
+        match p {
+            P::Started { runbook, resumed: false } => eprintln!("run {run}: {runbook}"),
+            P::Started { runbook, resumed: true } => eprintln!("resuming run {run}: {runbook}"),
+            P::Replayed { .. } => {}
+            P::StepStarted { name, attempt: 1, .. } => eprintln!("  → {name}"),
+            P::StepStarted { name, attempt, .. } => eprintln!("  → {name} (attempt {attempt})"),
+            P::StepSucceeded { name, reconciled: true, .. } => eprintln!("  ✓ {name} (already done, says its check)"),
+            P::StepSucceeded { name, elapsed_ms, .. } => eprintln!("  ✓ {name} ({})", format_duration(elapsed_ms)),
+            P::StepRetry { name, attempt, error, wait_ms } => {
+                eprintln!("  ↻ {name}: attempt {attempt} failed: {error}; retrying in {}", format_duration(wait_ms))
+            }
+            P::StepFailed { name, attempts, error } => eprintln!("  ✗ {name}: failed after {attempts} attempt(s): {error}"),
+            P::Sleeping { until, remaining_ms } => {
+                eprintln!("  ⏲ sleeping {} (until {})", format_duration(remaining_ms), format_time(until))
+            }
+            P::WaitingApproval { gate, message } => {
+                let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+                eprintln!("  ⏸ waiting for approval at gate {gate:?}{message}");
+                eprintln!("    approve from any terminal: lifeboat approve {run} {gate}");
+            }
+            P::GateApproved { gate, by } => eprintln!("  ✓ gate {gate:?} approved by {by}"),
+            P::Log { message } => eprintln!("  · {message}"),
+        }
+    }
+}
+
+/// The closing lines of `run` / `resume`.
+pub fn outcome(id: &RunId, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded(_) => format!("run {id} succeeded\n"),
+        Outcome::AlreadySucceeded(_) => format!("run {id} had already succeeded; nothing to do\n"),
+        Outcome::Failed { error } => format!(
+            "run {id} failed: {error}\n  its journal is kept: `lifeboat log {id}`; after fixing the cause, `lifeboat resume {id}`\n"
+        ),
+        Outcome::Aborted { by } => format!("run {id} aborted by {by}\n"),
+        Outcome::Paused(PauseReason::Approval { gate }) => format!(
+            "run {id} is waiting for approval at gate {gate:?}\n  `lifeboat approve {id} {gate}`, then `lifeboat resume {id}`\n"
+        ),
+        Outcome::Paused(PauseReason::StepInDoubt { key, name }) => format!(
+            "run {id} paused: {}\n",
+            engine::Error::InDoubt { key: key.clone(), name: name.clone(), run: id.clone() }
+        ),
+        Outcome::Paused(PauseReason::Stopped { message }) => format!("run {id} stopped: {message}\n"),
+    }
+}
+
+/// How a run's state reads in a table, taking into account whether its process is alive.
+fn state_label(run: &RunRecord, live: Option<&LiveInfo>) -> String {
+    match (&run.state, live) {
+        (_, Some(LiveInfo { waiting_gate: Some(gate), .. })) => format!("waiting for approval ({gate})"),
+        (_, Some(info)) => format!("running (pid {})", info.pid),
+        (RunState::Running { .. }, None) => "interrupted".to_string(),
+        (RunState::Paused { reason: PauseReason::Approval { gate } }, None) => format!("paused at gate {gate}"),
+        (RunState::Paused { reason: PauseReason::StepInDoubt { name, .. } }, None) => format!("paused: step {name:?} in doubt"),
+        (RunState::Paused { .. }, None) => "stopped".to_string(),
+        (state, None) => state.label().to_string(),
+    }
+}
+
+fn run_duration(run: &RunRecord) -> u64 {
+    run.updated_at.saturating_sub(run.created_at)
+}
+
+/// `lifeboat status`.
+pub fn runs(runs: &[RunRecord], live: &HashMap<RunId, LiveInfo>, as_json: bool) -> String {
+    if as_json {
+        let list: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "runbook": r.runbook.name, "path": r.runbook.path,
+                    "state": state_label(r, live.get(&r.id)), "created_at": format_time(r.created_at),
+                    "updated_at": format_time(r.updated_at),
+                })
+            })
+            .collect();
+        return format!("{}\n", Value::Array(list));
+    }
+    if runs.is_empty() {
+        return "no runs\n".to_string();
+    }
+    let rows: Vec<[String; 5]> = runs
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                r.runbook.name.clone(),
+                state_label(r, live.get(&r.id)),
+                format_time(r.created_at),
+                format_duration(run_duration(r)),
+            ]
+        })
+        .collect();
+    table(&["RUN", "RUNBOOK", "STATE", "STARTED", "DURATION"], &rows)
+}
+
+/// `lifeboat status RUN_ID`.
+pub fn run_status(run: &RunRecord, events: &[EventRecord], live: Option<&LiveInfo>, as_json: bool) -> Result<String, Error> {
+    let view = RunView::from_events(events)?;
+    let steps = summarize(&view);
+    if as_json {
+        let value = json!({
+            "id": run.id,
+            "runbook": run.runbook,
+            "params": run.params,
+            "state": run.state,
+            "status": state_label(run, live),
+            "created_at": run.created_at,
+            "updated_at": run.updated_at,
+            "steps": steps,
+        });
+        return Ok(format!("{value:#}\n"));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "run:       {}", run.id);
+    let _ = writeln!(out, "runbook:   {} ({})", run.runbook.name, run.runbook.path);
+    let _ = writeln!(out, "state:     {}", state_label(run, live));
+    match &run.state {
+        RunState::Failed { error, .. } => {
+            let _ = writeln!(out, "error:     {error}");
+        }
+        RunState::Paused { reason: PauseReason::Stopped { message } } => {
+            let _ = writeln!(out, "stopped:   {message}");
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "started:   {}", format_time(run.created_at));
+    let _ = writeln!(out, "duration:  {}", format_duration(run_duration(run)));
+    if let Some(rto) = run.runbook.rto_secs {
+        let _ = writeln!(out, "rto:       {}", format_duration(rto * 1000));
+    }
+    if !run.params.is_empty() {
+        let params: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "params:    {}", params.join(" "));
+    }
+    out.push('\n');
+    if steps.is_empty() {
+        out.push_str("no steps yet\n");
+        return Ok(out);
+    }
+    let rows: Vec<[String; 5]> = steps
+        .iter()
+        .map(|s| {
+            [
+                s.key.clone(),
+                s.name.clone(),
+                s.state.clone(),
+                if s.kind == "step" { s.attempts.to_string() } else { "-".to_string() },
+                s.duration_ms.map(format_duration).unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["POS", "STEP", "STATE", "ATTEMPTS", "DURATION"], &rows));
+    Ok(out)
+}
+
+/// `lifeboat log RUN_ID`.
+pub fn events(events: &[EventRecord], as_json: bool) -> String {
+    let mut out = String::new();
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    for record in events {
+        if as_json {
+            let _ = writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default());
+            continue;
+        }
+        if let Event::StepStarted { key, name, .. } = &record.event {
+            names.insert(key, name);
+        }
+        let name = |key: &str| names.get(key).map(|n| format!("{n:?}")).unwrap_or_else(|| format!("at {key}"));
+        let text = match &record.event {
+            Event::RunStarted { pid, resumed: false } => format!("run started (pid {pid})"),
+            Event::RunStarted { pid, resumed: true } => format!("run resumed (pid {pid})"),
+            Event::StepStarted { key, name, attempt } => format!("step {key} {name:?} started, attempt {attempt}"),
+            Event::StepEffect { key, attempt, what } => format!("step {key} {} attempt {attempt} began changing things ({what})", name(key)),
+            Event::StepSucceeded { key, result, reconciled } => {
+                let how = if *reconciled { " (its check said so)" } else { "" };
+                format!("step {key} {} succeeded{how}: {}", name(key), truncate(&result.to_string(), 200))
+            }
+            Event::StepFailed { key, attempt, error, retry_at: Some(at), .. } => {
+                format!("step {key} {} attempt {attempt} failed: {error}; retry at {}", name(key), format_time(*at))
+            }
+            Event::StepFailed { key, attempt, error, retry_at: None, .. } => format!("step {key} {} failed (attempt {attempt}): {error}", name(key)),
+            Event::SleepStarted { key, until } => format!("sleep {key} until {}", format_time(*until)),
+            Event::SleepFinished { key } => format!("sleep {key} done"),
+            Event::GateOpened { gate, message, .. } => format!("gate {gate:?} opened: {message}"),
+            Event::GateApproved { gate, by } => format!("gate {gate:?} approved by {by}"),
+            Event::ValueRecorded { key, name, value } => format!("{name}() at {key} = {value}"),
+            Event::Logged { message, .. } => format!("log: {message}"),
+            Event::RunPaused { reason } => format!("run paused: {}", pause_text(reason)),
+            Event::RunSucceeded { .. } => "run succeeded".to_string(),
+            Event::RunFailed { error, .. } => format!("run failed: {error}"),
+            Event::RunAborted { by } => format!("run aborted by {by}"),
+        };
+        let _ = writeln!(out, "{}  {text}", format_time(record.at));
+    }
+    out
+}
+
+fn pause_text(reason: &PauseReason) -> String {
+    match reason {
+        PauseReason::Approval { gate } => format!("waiting for approval at gate {gate:?}"),
+        PauseReason::StepInDoubt { name, .. } => format!("step {name:?} in doubt"),
+        PauseReason::Stopped { message } => message.clone(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                let pad = w - cell.chars().count();
+                s.push_str(cell);
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

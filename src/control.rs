@@ -1,0 +1,254 @@
+//! The control API: how `status`, `log`, `approve`, `abort`, `export` and `import` reach a
+//! journal store, whether or not another lifeboat process holds it.
+//!
+//! sled allows one process per database. The process that holds the store (a `run`, a
+//! `resume`, the demo) serves this API on a Unix socket in the data directory; other commands
+//! that find the store locked send their request there. Both paths go through the same
+//! [`Service::handle`], so a command behaves the same from any terminal.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::engine::{open_gates, LiveInfo, LiveRuns};
+use crate::journal::{self, Event, EventRecord, Journal, RunExport, RunId, RunRecord, RunView};
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_NAME: &str = "control.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    #[error("{message}")]
+    Refused { message: String, exit_code: u8 },
+    #[error("control socket {}: {detail}", path.display())]
+    Socket { path: PathBuf, detail: String },
+    #[error("the journal store {} is in use by lifeboat process {pid}{}; a second run needs its own --db (or wait for that one to finish)", dir.display(), runs_note(runs))]
+    Busy { dir: PathBuf, pid: u32, runs: Vec<RunId> },
+}
+
+fn runs_note(runs: &[RunId]) -> String {
+    if runs.is_empty() {
+        String::new()
+    } else {
+        format!(" (running {})", runs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Journal(e) => e.exit_code(),
+            Error::Refused { exit_code, .. } => *exit_code,
+            Error::Socket { .. } => 1,
+            Error::Busy { .. } => 2,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Runs,
+    Run { id: RunId },
+    Approve { id: RunId, gate: String, by: String },
+    Abort { id: RunId, by: String },
+    Export { id: RunId },
+    Import { export: Box<RunExport> },
+    Owner,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Runs { runs: Vec<RunRecord>, live: HashMap<RunId, LiveInfo> },
+    Run { run: Box<RunRecord>, events: Vec<EventRecord>, live: Option<LiveInfo> },
+    Done { message: String },
+    Export { export: Box<RunExport> },
+    Owner { pid: u32, runs: Vec<RunId> },
+    Error { message: String, exit_code: u8 },
+}
+
+/// Answers control requests against a journal and the runs live in this process.
+pub struct Service {
+    journal: Arc<Journal>,
+    live: Arc<LiveRuns>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub fn new(journal: Arc<Journal>, live: Arc<LiveRuns>, clock: Arc<dyn Clock>) -> Service {
+        Service { journal, live, clock }
+    }
+
+    pub fn handle(&self, request: Request) -> Result<Response, Error> {
+        match request {
+            Request::Runs => Ok(Response::Runs { runs: self.journal.runs()?, live: self.live.all() }),
+            Request::Run { id } => Ok(Response::Run {
+                run: Box::new(self.journal.run(&id)?),
+                events: self.journal.events(&id)?,
+                live: self.live.info(&id),
+            }),
+            Request::Approve { id, gate, by } => self.approve(&id, &gate, &by),
+            Request::Abort { id, by } => self.abort(&id, &by),
+            Request::Export { id } => Ok(Response::Export { export: Box::new(self.journal.export(&id)?) }),
+            Request::Import { export } => {
+                self.journal.import(&export)?;
+                Ok(Response::Done { message: format!("imported run {} ({} events)", export.run.id, export.events.len()) })
+            }
+            Request::Owner => Ok(Response::Owner { pid: std::process::id(), runs: self.live.all().into_keys().collect() }),
+        }
+    }
+
+    fn approve(&self, id: &RunId, gate: &str, by: &str) -> Result<Response, Error> {
+        let run = self.journal.run(id)?;
+        if run.state.is_final() {
+            return Err(refused(format!("run {id} has already {}; there is nothing to approve", run.state.label()), 2));
+        }
+        let view = RunView::from_events(&self.journal.events(id)?)?;
+        let open = open_gates(&view);
+        if !open.iter().any(|g| g == gate) {
+            let open = if open.is_empty() { "none".to_string() } else { open.join(", ") };
+            return Err(refused(format!("run {id} is not waiting at gate {gate:?} (open gates: {open})"), 2));
+        }
+        let live = self
+            .live
+            .approve(id, gate, by)
+            .map_err(|e| refused(e.to_string(), e.exit_code()))?;
+        if !live {
+            self.journal.append_durable(id, self.clock.now(), Event::GateApproved { gate: gate.to_string(), by: by.to_string() })?;
+            return Ok(Response::Done { message: format!("approved gate {gate:?} of run {id}; continue it with `lifeboat resume {id}`") });
+        }
+        Ok(Response::Done { message: format!("approved gate {gate:?} of run {id}") })
+    }
+
+    fn abort(&self, id: &RunId, by: &str) -> Result<Response, Error> {
+        let run = self.journal.run(id)?;
+        if run.state.is_final() {
+            return Err(refused(format!("run {id} has already {}; there is nothing to abort", run.state.label()), 2));
+        }
+        if self.live.abort(id, by) {
+            // Wait for the run to record its own end, so the caller sees the final state.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.live.is_live(id) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            self.journal.append_durable(id, self.clock.now(), Event::RunAborted { by: by.to_string() })?;
+        }
+        Ok(Response::Done { message: format!("aborted run {id}; its journal is kept (`lifeboat log {id}`)") })
+    }
+}
+
+fn refused(message: String, exit_code: u8) -> Error {
+    Error::Refused { message, exit_code }
+}
+
+/// Serves the control API on `DIR/control.sock` from a background thread. Only the holder of
+/// the store's lock calls this, so a socket file left by a dead process can be replaced.
+pub fn serve(dir: &Path, service: Arc<Service>) -> Result<(), Error> {
+    let path = dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| Error::Socket { path: path.clone(), detail: e.to_string() })?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let service = service.clone();
+                std::thread::spawn(move || answer(stream, &service));
+            }
+        })
+        .map_err(|e| Error::Socket { path, detail: e.to_string() })?;
+    Ok(())
+}
+
+fn answer(stream: UnixStream, service: &Service) {
+    let mut line = String::new();
+    let Ok(mut writer) = stream.try_clone() else { return };
+    if BufReader::new(stream).read_line(&mut line).is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => service.handle(request).unwrap_or_else(|e| Response::Error { message: e.to_string(), exit_code: e.exit_code() }),
+        Err(e) => Response::Error { message: format!("bad control request: {e}"), exit_code: 2 },
+    };
+    if let Ok(mut bytes) = serde_json::to_vec(&response) {
+        bytes.push(b'\n');
+        let _ = writer.write_all(&bytes);
+    }
+}
+
+/// A way to a journal store: opened here, or through the process that holds it.
+pub enum Access {
+    Local(Arc<Journal>),
+    Remote(PathBuf),
+}
+
+impl Access {
+    /// Opens the store in `dir`, or finds the process that holds it. A store held by a process
+    /// that does not answer (a short `status` in another terminal) is retried for a few
+    /// seconds before giving up with [`journal::Error::Locked`].
+    pub fn open(dir: &Path) -> Result<Access, Error> {
+        let socket = dir.join(SOCKET_NAME);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Journal::open(dir) {
+                Ok(journal) => return Ok(Access::Local(Arc::new(journal))),
+                Err(journal::Error::Locked { .. }) => {
+                    if let Ok(Response::Owner { .. }) = call_socket(&socket, &Request::Owner) {
+                        return Ok(Access::Remote(socket));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(journal::Error::Locked { dir: dir.to_path_buf() }.into());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Opens the store for executing runs, which needs the store itself.
+    pub fn open_for_run(dir: &Path) -> Result<Arc<Journal>, Error> {
+        match Access::open(dir)? {
+            Access::Local(journal) => Ok(journal),
+            Access::Remote(socket) => match call_socket(&socket, &Request::Owner)? {
+                Response::Owner { pid, runs } => Err(Error::Busy { dir: dir.to_path_buf(), pid, runs }),
+                _ => Err(journal::Error::Locked { dir: dir.to_path_buf() }.into()),
+            },
+        }
+    }
+
+    /// Sends a request, locally or to the owner.
+    pub fn call(&self, request: Request) -> Result<Response, Error> {
+        let response = match self {
+            Access::Local(journal) => {
+                let service = Service::new(journal.clone(), Arc::default(), Arc::new(crate::clock::SystemClock));
+                service.handle(request)?
+            }
+            Access::Remote(socket) => call_socket(socket, &request)?,
+        };
+        match response {
+            Response::Error { message, exit_code } => Err(Error::Refused { message, exit_code }),
+            other => Ok(other),
+        }
+    }
+}
+
+fn call_socket(path: &Path, request: &Request) -> Result<Response, Error> {
+    let err = |detail: String| Error::Socket { path: path.to_path_buf(), detail };
+    let mut stream = UnixStream::connect(path).map_err(|e| err(e.to_string()))?;
+    let mut bytes = serde_json::to_vec(request).map_err(|e| err(e.to_string()))?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str(&line).map_err(|e| err(format!("unreadable answer: {e}")))
+}

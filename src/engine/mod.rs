@@ -1,0 +1,427 @@
+//! The engine: runs a runbook against the journal.
+//!
+//! A run is executed by evaluating its runbook from the top, every time: on a first run and on
+//! every resume. Each journaled call (`step`, `sleep`, `approve`, `now`, `log`) takes the next
+//! position of its lane (see `lane`) and asks the journal what happened there before: a
+//! finished step returns its recorded result without running its body, a step found in flight
+//! is reconciled, and the first position never reached runs for real. Rhai has no way to
+//! suspend and restore an evaluation, so deterministic replay over a journal is the mechanism.
+//!
+//! The engine owns no terminal and no socket: progress goes to an [`Observer`], time comes
+//! from a [`Clock`], and the control API reaches live runs through [`LiveRuns`].
+
+pub mod lane;
+pub mod params;
+pub mod run;
+pub mod runbook;
+pub mod sandbox;
+mod script_api;
+pub mod step;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::clock::{Clock, Millis};
+use crate::journal::{self, Event, Journal, PauseReason, RunId, RunRecord, RunState, RunView, RunbookInfo, StepState, Entry};
+pub use runbook::{Declaration, Runbook};
+pub use sandbox::Limits;
+
+use run::{is_stop, lock, RunContext};
+use runbook::{error_location, plain_message, script_scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: cannot read the runbook: {message}")]
+    RunbookUnreadable { path: String, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Compile { path: String, line: usize, column: usize, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Declaration { path: String, line: usize, column: usize, message: String },
+    #[error("parameter {name}: {message}")]
+    Param { name: String, message: String },
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    #[error("the runbook no longer matches run's journal at position {key}: the journal has {recorded}, the runbook now asks for {requested} ({location}). Resume with the runbook the run started with, or start a new run")]
+    Divergence { key: String, recorded: String, requested: String, location: String },
+    #[error("step {name:?} (position {key}) was in flight when the previous process stopped and may have changed things; it has no `check` and is not marked `idempotent: true`, so lifeboat will not run it again on its own. Verify by hand whether it took effect, then either `lifeboat resume {run} --retry-inflight {name:?}` to run it again, or `lifeboat abort {run}`")]
+    InDoubt { key: String, name: String, run: RunId },
+    #[error("{location}: {message}")]
+    Limit { location: String, message: String },
+    #[error("run {id} {reason}")]
+    NotResumable { id: RunId, reason: String },
+    /// Internal: the run paused (approval with --no-wait, step in doubt).
+    #[error("the run paused: {0:?}")]
+    Paused(PauseReason),
+}
+
+impl Error {
+    /// 2 for bad input (the runbook, a parameter, a run id, the store); 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Journal(e) => e.exit_code(),
+            Error::Limit { .. } => 1,
+            Error::Paused(_) | Error::InDoubt { .. } => 3,
+            _ => 2,
+        }
+    }
+}
+
+/// What a live run reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Started { runbook: &'a str, resumed: bool },
+    /// A finished step answered from the journal.
+    Replayed { name: &'a str },
+    StepStarted { key: &'a str, name: &'a str, attempt: u32 },
+    StepSucceeded { name: &'a str, elapsed_ms: u64, reconciled: bool },
+    StepRetry { name: &'a str, attempt: u32, error: &'a str, wait_ms: u64 },
+    StepFailed { name: &'a str, attempts: u32, error: &'a str },
+    Sleeping { until: Millis, remaining_ms: u64 },
+    WaitingApproval { gate: &'a str, message: &'a str },
+    GateApproved { gate: &'a str, by: &'a str },
+    Log { message: &'a str },
+}
+
+/// Receives progress; the CLI prints it, tests may collect it.
+pub trait Observer: Send + Sync {
+    fn progress(&self, run: &RunId, progress: Progress<'_>);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn progress(&self, _: &RunId, _: Progress<'_>) {}
+}
+
+/// Asks a person at a terminal to open a gate; returns true for yes. Blocking.
+pub type Prompt = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// How this process executes a run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// At an unapproved gate, pause (exit 3) instead of waiting.
+    pub no_wait: bool,
+    /// Steps (by name or position) found in flight that the operator says to run again.
+    pub retry_inflight: Vec<String>,
+    /// Asks at the terminal when a gate is reached.
+    pub prompt: Option<Prompt>,
+}
+
+/// How a run ended (this time).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Succeeded(Value),
+    /// It had succeeded before; nothing ran.
+    AlreadySucceeded(Value),
+    Failed { error: String },
+    Aborted { by: String },
+    Paused(PauseReason),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Succeeded(_) | Outcome::AlreadySucceeded(_) => 0,
+            Outcome::Failed { .. } | Outcome::Aborted { .. } => 1,
+            Outcome::Paused(_) => 3,
+        }
+    }
+}
+
+/// What the control API knows about a run executing in this process.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LiveInfo {
+    pub pid: u32,
+    pub waiting_gate: Option<String>,
+}
+
+/// The runs this process is executing, reachable from the control API.
+#[derive(Default)]
+pub struct LiveRuns {
+    runs: Mutex<HashMap<RunId, Arc<RunContext>>>,
+}
+
+impl LiveRuns {
+    pub fn info(&self, id: &RunId) -> Option<LiveInfo> {
+        lock(&self.runs).get(id).map(|ctx| LiveInfo { pid: std::process::id(), waiting_gate: ctx.waiting_gate() })
+    }
+
+    pub fn all(&self) -> HashMap<RunId, LiveInfo> {
+        lock(&self.runs)
+            .iter()
+            .map(|(id, ctx)| (id.clone(), LiveInfo { pid: std::process::id(), waiting_gate: ctx.waiting_gate() }))
+            .collect()
+    }
+
+    /// Opens a gate of a live run; `false` if the run is not live here.
+    pub fn approve(&self, id: &RunId, gate: &str, by: &str) -> Result<bool, Error> {
+        let ctx = lock(&self.runs).get(id).cloned();
+        match ctx {
+            Some(ctx) => ctx.approve(gate, by).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Asks a live run to stop for good; `false` if the run is not live here.
+    pub fn abort(&self, id: &RunId, by: &str) -> bool {
+        match lock(&self.runs).get(id) {
+            Some(ctx) => {
+                ctx.request_abort(by);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_live(&self, id: &RunId) -> bool {
+        lock(&self.runs).contains_key(id)
+    }
+}
+
+/// Runs runbooks durably.
+pub struct Engine {
+    journal: Arc<Journal>,
+    clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
+    limits: Limits,
+    live: Arc<LiveRuns>,
+}
+
+impl Engine {
+    pub fn new(journal: Arc<Journal>, clock: Arc<dyn Clock>, observer: Arc<dyn Observer>, limits: Limits) -> Engine {
+        Engine { journal, clock, observer, limits, live: Arc::default() }
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    pub fn live(&self) -> Arc<LiveRuns> {
+        self.live.clone()
+    }
+
+    /// Records a new run (durably) and returns its id; [`Engine::execute`] runs it.
+    pub fn create(&self, runbook: &Runbook, params: serde_json::Map<String, Value>, pre_approved: Vec<String>) -> Result<RunId, Error> {
+        let now = self.clock.now();
+        let id = RunId::new(now, self.journal.unique()?);
+        let record = RunRecord {
+            id: id.clone(),
+            runbook: RunbookInfo {
+                path: runbook.path.clone(),
+                name: runbook.declaration.name.clone(),
+                description: runbook.declaration.description.clone(),
+                rto_secs: runbook.declaration.rto_secs,
+            },
+            source: runbook.source.clone(),
+            params,
+            pre_approved,
+            created_at: now,
+            updated_at: now,
+            state: RunState::Running { pid: std::process::id() },
+        };
+        self.journal.create_run(&record)?;
+        Ok(id)
+    }
+
+    /// Executes run `id` from its journal: the whole runbook is replayed, finished steps
+    /// answer from the journal, and work continues where it stopped. `replacement` swaps in an
+    /// edited runbook; it must agree with everything already journaled.
+    pub fn execute(&self, id: &RunId, replacement: Option<Runbook>, opts: RunOptions) -> Result<Outcome, Error> {
+        let record = self.journal.run(id)?;
+        let failed_step = match &record.state {
+            RunState::Succeeded { result } => return Ok(Outcome::AlreadySucceeded(result.clone())),
+            RunState::Aborted { by } => {
+                return Err(Error::NotResumable { id: id.clone(), reason: format!("was aborted by {by}; its journal is kept, start a new run to recover") })
+            }
+            RunState::Failed { step, .. } => step.clone(),
+            _ => None,
+        };
+        let runbook = match replacement {
+            Some(rb) => rb,
+            None => Runbook::from_source(&record.runbook.path, record.source.clone(), &self.limits)?,
+        };
+        let events = self.journal.events(id)?;
+        let view = RunView::from_events(&events)?;
+        let resumed = !events.is_empty();
+
+        self.journal.append(id, self.clock.now(), Event::RunStarted { pid: std::process::id(), resumed })?;
+        let ctx = Arc::new(RunContext::new(
+            id.clone(),
+            self.journal.clone(),
+            self.clock.clone(),
+            self.observer.clone(),
+            self.limits,
+            runbook.path.clone(),
+            view,
+            opts,
+            record.pre_approved.clone(),
+            failed_step,
+        ));
+        ctx.set_ast(runbook.ast.clone());
+        lock(&self.live.runs).insert(id.clone(), ctx.clone());
+        self.observer.progress(id, Progress::Started { runbook: &runbook.path, resumed });
+
+        let outcome = self.evaluate(&ctx, &runbook, &record);
+        lock(&self.live.runs).remove(id);
+        let (outcome, event) = match outcome {
+            Ok(outcome) => {
+                let event = match &outcome {
+                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => Event::RunSucceeded { result: v.clone() },
+                    Outcome::Failed { error } => Event::RunFailed { error: error.clone(), step: ctx.last_step_failure() },
+                    Outcome::Aborted { by } => Event::RunAborted { by: by.clone() },
+                    Outcome::Paused(reason) => Event::RunPaused { reason: reason.clone() },
+                };
+                (Ok(outcome), event)
+            }
+            Err(e) => {
+                let event = Event::RunPaused { reason: PauseReason::Stopped { message: e.to_string() } };
+                (Err(e), event)
+            }
+        };
+        self.journal.append_durable(id, self.clock.now(), event)?;
+        outcome
+    }
+
+    fn evaluate(&self, ctx: &Arc<RunContext>, runbook: &Runbook, record: &RunRecord) -> Result<Outcome, Error> {
+        let mut engine = sandbox::new_engine(&self.limits);
+        script_api::register(&mut engine, ctx.clone());
+        let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
+            .ok()
+            .and_then(|d| d.try_cast::<rhai::Map>())
+            .unwrap_or_default();
+        let mut scope = script_scope(params);
+        let _lane = lane::enter(String::new());
+        let result = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &runbook.ast);
+
+        if let Some(by) = ctx.abort_requested() {
+            return Ok(Outcome::Aborted { by });
+        }
+        match result {
+            Ok(value) => {
+                let value: Value = rhai::serde::from_dynamic(&value).unwrap_or(Value::Null);
+                Ok(Outcome::Succeeded(value))
+            }
+            Err(e) if is_stop(&e) => match ctx.take_fatal() {
+                Some(Error::Paused(reason)) => Ok(Outcome::Paused(reason)),
+                Some(Error::InDoubt { key, name, .. }) => Ok(Outcome::Paused(PauseReason::StepInDoubt { key, name })),
+                Some(Error::Limit { location, message }) => Ok(Outcome::Failed { error: format!("{location}: {message}") }),
+                Some(other) => Err(other),
+                None => Ok(Outcome::Failed { error: "the run was stopped".to_string() }),
+            },
+            Err(e) => Ok(Outcome::Failed { error: describe_failure(&runbook.path, &e, &self.limits) }),
+        }
+    }
+}
+
+/// The message for an error that ended a run, with its runbook position and, for limits, what
+/// to raise.
+fn describe_failure(path: &str, err: &rhai::EvalAltResult, limits: &Limits) -> String {
+    use rhai::EvalAltResult as E;
+    let location = error_location(path, err);
+    let message = match err.unwrap_inner() {
+        E::ErrorTooManyOperations(_) => format!(
+            "the runbook exceeded its limit of {} operations (an endless loop?); raise it with --max-operations",
+            limits.max_operations
+        ),
+        E::ErrorDataTooLarge(what, _) => format!(
+            "{what} exceeded its size limit (strings {} bytes, arrays and maps {} items); raise it with --max-string-size or --max-collection-size",
+            limits.max_string_size, limits.max_collection_size
+        ),
+        E::ErrorStackOverflow(_) => format!("calls nested deeper than {}; raise it with --max-call-depth", limits.max_call_depth),
+        _ => plain_message(err),
+    };
+    format!("{location}: {message}")
+}
+
+/// One line per step of a run, for `status`: built from the journal's view.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepSummary {
+    pub key: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub state: String,
+    pub attempts: u32,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// The steps, sleeps and gates of a run in the order they were first reached.
+pub fn summarize(view: &RunView) -> Vec<StepSummary> {
+    let mut out = Vec::new();
+    for key in &view.order {
+        let Some(entry) = view.entries.get(key) else { continue };
+        let summary = match entry {
+            Entry::Step { name, state, first_started_at } => {
+                let (label, attempts, finished, error, result) = match state {
+                    StepState::Running { attempt, .. } => ("running", *attempt, None, None, None),
+                    StepState::RetryWait { attempt, error, .. } => ("retry-wait", *attempt, None, Some(error.clone()), None),
+                    StepState::Succeeded { attempts, result, finished_at, reconciled } => {
+                        (if *reconciled { "succeeded (check)" } else { "succeeded" }, *attempts, Some(*finished_at), None, Some(result.clone()))
+                    }
+                    StepState::Failed { attempts, error, finished_at, .. } => ("failed", *attempts, Some(*finished_at), Some(error.clone()), None),
+                };
+                StepSummary {
+                    key: key.clone(),
+                    kind: "step",
+                    name: name.clone(),
+                    state: label.to_string(),
+                    attempts,
+                    started_at: Some(*first_started_at),
+                    finished_at: finished,
+                    duration_ms: finished.map(|f| f.saturating_sub(*first_started_at)),
+                    error,
+                    result,
+                }
+            }
+            Entry::Sleep { until, started_at, finished_at } => StepSummary {
+                key: key.clone(),
+                kind: "sleep",
+                name: format!("sleep {}", crate::clock::format_duration(until.saturating_sub(*started_at))),
+                state: if finished_at.is_some() { "done" } else { "waiting" }.to_string(),
+                attempts: 0,
+                started_at: Some(*started_at),
+                finished_at: *finished_at,
+                duration_ms: finished_at.map(|f| f.saturating_sub(*started_at)),
+                error: None,
+                result: None,
+            },
+            Entry::Gate { gate, opened_at, .. } => {
+                let by = view.approvals.get(gate);
+                StepSummary {
+                    key: key.clone(),
+                    kind: "gate",
+                    name: format!("approve {gate}"),
+                    state: by.map_or("waiting".to_string(), |b| format!("approved by {b}")),
+                    attempts: 0,
+                    started_at: Some(*opened_at),
+                    finished_at: None,
+                    duration_ms: None,
+                    error: None,
+                    result: None,
+                }
+            }
+            Entry::Value { .. } | Entry::Log { .. } => continue,
+        };
+        out.push(summary);
+    }
+    out
+}
+
+/// The gates of a run that are open and not yet approved.
+pub fn open_gates(view: &RunView) -> Vec<String> {
+    view.order
+        .iter()
+        .filter_map(|k| match view.entries.get(k) {
+            Some(Entry::Gate { gate, .. }) if !view.approvals.contains_key(gate) => Some(gate.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,652 @@
+//! One run being executed by this process: the replay decisions for every journaled call
+//! (return the recorded result, reconcile a step found in flight, or run it), retries, durable
+//! timers and gates, and the effect barrier.
+//!
+//! The durability rule, in one place: a record must be on disk before anything it protects can
+//! be observed. So a step's start is written but not flushed; the first time its body is about
+//! to change something outside lifeboat, [`RunContext::before_effect`] writes a `StepEffect`
+//! marker and flushes (the barrier); its success is flushed before the script goes on. A step
+//! whose body only computes or reads costs one flush, and a crash before the barrier leaves a
+//! step that provably changed nothing, which resume simply runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, Position, AST};
+use serde_json::Value;
+
+use super::lane::{self, Body, NoPosition};
+use super::runbook::{error_location, plain_message};
+use super::sandbox::Limits;
+use super::step::StepOptions;
+use super::{Error, Observer, Progress, RunOptions};
+use crate::clock::{Clock, Millis};
+use crate::journal::{Entry, Event, Journal, PauseReason, RunId, RunView, StepState};
+
+/// Tokens carried by `ErrorTerminated`, which Rhai's `try`/`catch` cannot intercept.
+const TOKEN_STOP: &str = "lifeboat:stop";
+const TOKEN_TIMEOUT: &str = "lifeboat:timeout";
+
+pub(crate) type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// What a reconciliation decided for a step that may already have acted.
+enum Reconciled {
+    /// It is done; here is its result.
+    Done(Dynamic),
+    /// Run the body (again).
+    RunAgain,
+}
+
+pub struct RunContext {
+    pub(crate) id: RunId,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) limits: Limits,
+    pub(crate) path: String,
+    /// The journal as it stood when this process took the run: what replay answers from.
+    view: RunView,
+    ast: OnceLock<Arc<AST>>,
+    opts: RunOptions,
+    pre_approved: Vec<String>,
+    /// The step whose failure ended the previous execution of this run, to be tried again.
+    failed_step: Option<String>,
+    approvals: Mutex<HashMap<String, String>>,
+    waiting_gate: Mutex<Option<String>>,
+    abort: Mutex<Option<String>>,
+    aborting: AtomicBool,
+    /// Set when a fatal error or abort means no new work should start.
+    stopping: AtomicBool,
+    wake: (Mutex<u64>, Condvar),
+    fatal: Mutex<Option<Error>>,
+    positions: AtomicU64,
+    last_step_failure: Mutex<Option<String>>,
+}
+
+impl RunContext {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: RunId,
+        journal: Arc<Journal>,
+        clock: Arc<dyn Clock>,
+        observer: Arc<dyn Observer>,
+        limits: Limits,
+        path: String,
+        view: RunView,
+        opts: RunOptions,
+        pre_approved: Vec<String>,
+        failed_step: Option<String>,
+    ) -> RunContext {
+        let approvals = view.approvals.clone();
+        RunContext {
+            id,
+            journal,
+            clock,
+            observer,
+            limits,
+            path,
+            view,
+            ast: OnceLock::new(),
+            opts,
+            pre_approved,
+            failed_step,
+            approvals: Mutex::new(approvals),
+            waiting_gate: Mutex::new(None),
+            abort: Mutex::new(None),
+            aborting: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            wake: (Mutex::new(0), Condvar::new()),
+            fatal: Mutex::new(None),
+            positions: AtomicU64::new(0),
+            last_step_failure: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_ast(&self, ast: Arc<AST>) {
+        let _ = self.ast.set(ast);
+    }
+
+    // ----- signals from outside (control API, terminal prompt) -----
+
+    /// Opens `gate` for this run: journaled durably, then the waiting script is woken.
+    pub(crate) fn approve(&self, gate: &str, by: &str) -> Result<(), Error> {
+        self.journal.append_durable(
+            &self.id,
+            self.clock.now(),
+            Event::GateApproved { gate: gate.to_string(), by: by.to_string() },
+        )?;
+        lock(&self.approvals).insert(gate.to_string(), by.to_string());
+        self.observer.progress(&self.id, Progress::GateApproved { gate, by });
+        self.notify();
+        Ok(())
+    }
+
+    /// Asks the run to stop for good at its next operation.
+    pub(crate) fn request_abort(&self, by: &str) {
+        lock(&self.abort).get_or_insert_with(|| by.to_string());
+        self.aborting.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    pub(crate) fn waiting_gate(&self) -> Option<String> {
+        lock(&self.waiting_gate).clone()
+    }
+
+    pub(crate) fn abort_requested(&self) -> Option<String> {
+        if self.aborting.load(Ordering::SeqCst) {
+            lock(&self.abort).clone()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn take_fatal(&self) -> Option<Error> {
+        lock(&self.fatal).take()
+    }
+
+    pub(crate) fn last_step_failure(&self) -> Option<String> {
+        lock(&self.last_step_failure).clone()
+    }
+
+    fn notify(&self) {
+        let (m, cv) = &self.wake;
+        *lock(m) += 1;
+        cv.notify_all();
+    }
+
+    /// Called by Rhai on every operation: stops the script on abort, and a step body past its
+    /// timeout. The deadline is read every 1024 operations to keep the check cheap.
+    pub(crate) fn on_progress(&self, ops: u64) -> Option<Dynamic> {
+        if self.aborting.load(Ordering::Relaxed) {
+            return Some(TOKEN_STOP.into());
+        }
+        if ops % 1024 == 0 {
+            if let Some(deadline) = lane::deadline() {
+                if Instant::now() >= deadline {
+                    return Some(TOKEN_TIMEOUT.into());
+                }
+            }
+        }
+        None
+    }
+
+    /// Records an error that ends this execution (not catchable by the runbook).
+    fn fatal(&self, err: Error) -> Box<EvalAltResult> {
+        lock(&self.fatal).get_or_insert(err);
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify();
+        EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()
+    }
+
+    fn journal_error(&self, err: crate::journal::Error) -> Box<EvalAltResult> {
+        self.fatal(Error::Journal(err))
+    }
+
+    fn record(&self, event: Event) -> ScriptResult<()> {
+        self.journal
+            .append(&self.id, self.clock.now(), event)
+            .map(drop)
+            .map_err(|e| self.journal_error(e))
+    }
+
+    fn record_durable(&self, event: Event) -> ScriptResult<()> {
+        self.journal
+            .append_durable(&self.id, self.clock.now(), event)
+            .map(drop)
+            .map_err(|e| self.journal_error(e))
+    }
+
+    /// Takes the next position of the current lane for a journaled call.
+    fn position(&self, what: &str, pos: Position) -> ScriptResult<String> {
+        let key = lane::next_key().map_err(|e| match e {
+            NoPosition::InBody { name } => script_error(
+                format!("{what} cannot be called inside the body of step {name:?}; call it between steps"),
+                pos,
+            ),
+            NoPosition::NoLane => script_error(format!("{what} called outside a run"), pos),
+        })?;
+        let n = self.positions.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.limits.max_steps {
+            return Err(self.fatal(Error::Limit {
+                location: self.location(pos),
+                message: format!(
+                    "the run exceeded its limit of {} journaled steps; raise it with --max-steps",
+                    self.limits.max_steps
+                ),
+            }));
+        }
+        Ok(key)
+    }
+
+    fn location(&self, pos: Position) -> String {
+        match (pos.line(), pos.position()) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.path),
+            _ => self.path.clone(),
+        }
+    }
+
+    /// The entry recorded at `key`, if it is of the kind the runbook now asks for; a different
+    /// entry means the runbook and the journal disagree, which is never guessed around.
+    fn recorded(&self, key: &str, requested: &str, matches: impl Fn(&Entry) -> bool, pos: Position) -> ScriptResult<Option<&Entry>> {
+        match self.view.entries.get(key) {
+            None => Ok(None),
+            Some(entry) if matches(entry) => Ok(Some(entry)),
+            Some(entry) => Err(self.fatal(Error::Divergence {
+                key: key.to_string(),
+                recorded: entry.describe(),
+                requested: requested.to_string(),
+                location: self.location(pos),
+            })),
+        }
+    }
+
+    // ----- the effect barrier -----
+
+    /// Must be called by every binding that changes something outside lifeboat, before it does.
+    /// Inside a step body: journals (once per attempt) that the attempt started acting, and
+    /// makes the journal durable, so a crash from here on leaves the step "in doubt" rather than
+    /// "never started". Outside a step body it refuses: such a change would be repeated by
+    /// every replay.
+    pub(crate) fn before_effect(&self, what: &str, pos: Position) -> ScriptResult<()> {
+        let body = lane::current_body().ok_or_else(|| {
+            script_error(format!("{what} changes things outside lifeboat and must be called inside a step, so that it runs once"), pos)
+        })?;
+        if !body.effects {
+            self.record(Event::StepEffect { key: body.key.clone(), attempt: body.attempt, what: what.to_string() })?;
+            lane::mark_effects();
+        }
+        self.journal.sync().map_err(|e| self.journal_error(e))
+    }
+
+    // ----- waiting -----
+
+    /// Waits until the engine clock reaches `until`. Ends early, with an error, on abort or
+    /// when the running step body passes its timeout.
+    fn wait_until(&self, until: Millis) -> ScriptResult<()> {
+        let (m, cv) = &self.wake;
+        loop {
+            if self.aborting.load(Ordering::SeqCst) {
+                return Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into());
+            }
+            let now = self.clock.now();
+            if now >= until {
+                return Ok(());
+            }
+            let mut real = self.clock.real_duration(until - now).min(Duration::from_millis(250));
+            if let Some(deadline) = lane::deadline() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(EvalAltResult::ErrorTerminated(TOKEN_TIMEOUT.into(), Position::NONE).into());
+                }
+                real = real.min(left);
+            }
+            let guard = lock(m);
+            let _ = cv.wait_timeout(guard, real.max(Duration::from_millis(1)));
+        }
+    }
+
+    // ----- the script functions -----
+
+    /// `step(name, opts, body)`.
+    pub(crate) fn step(&self, ctx: &NativeCallContext, name: &str, opts: rhai::Map, body: FnPtr) -> ScriptResult<Dynamic> {
+        let pos = ctx.call_position();
+        let key = self.position("step()", pos)?;
+        let opts = StepOptions::from_map(opts).map_err(|m| script_error(m, pos))?;
+        let requested = format!("step {name:?}");
+        let entry = self.recorded(&key, &requested, |e| matches!(e, Entry::Step { name: n, .. } if n == name), pos)?;
+        let mut first_attempt = 1;
+        if let Some(Entry::Step { state, .. }) = entry {
+            match state {
+                StepState::Succeeded { result, .. } => {
+                    self.observer.progress(&self.id, Progress::Replayed { name });
+                    return to_dynamic(result, pos);
+                }
+                StepState::Failed { attempts, error, detail, .. } if self.failed_step.as_deref() != Some(key.as_str()) => {
+                    // A failure the runbook handled (try/catch) the first time: it sees it again.
+                    self.observer.progress(&self.id, Progress::Replayed { name });
+                    return Err(failure_value(&failed_message(name, *attempts, error), detail, pos));
+                }
+                StepState::Failed { attempts, effects, .. } => {
+                    // The failure that ended the run: a resume tries the step again.
+                    if *effects {
+                        if let Reconciled::Done(v) = self.reconcile(ctx, &key, name, &opts, pos)? {
+                            return Ok(v);
+                        }
+                    }
+                    first_attempt = attempts + 1;
+                }
+                StepState::Running { attempt, effects, .. } => {
+                    // In flight when the previous process died.
+                    if *effects {
+                        if let Reconciled::Done(v) = self.reconcile(ctx, &key, name, &opts, pos)? {
+                            return Ok(v);
+                        }
+                    }
+                    first_attempt = attempt + 1;
+                }
+                StepState::RetryWait { attempt, retry_at, .. } => {
+                    self.wait_until(*retry_at)?;
+                    first_attempt = attempt + 1;
+                }
+            }
+        }
+        self.attempts(ctx, &key, name, &opts, &body, first_attempt)
+    }
+
+    /// Decides what to do with a step that may already have changed things.
+    fn reconcile(&self, ctx: &NativeCallContext, key: &str, name: &str, opts: &StepOptions, pos: Position) -> ScriptResult<Reconciled> {
+        if self.opts.retry_inflight.iter().any(|s| s == name || s == key) {
+            return Ok(Reconciled::RunAgain);
+        }
+        if let Some(check) = &opts.check {
+            return match self.run_check(ctx, check, pos)? {
+                Some(result) => {
+                    self.succeed(key, name, &result, true, 0, pos)?;
+                    Ok(Reconciled::Done(result))
+                }
+                None => Ok(Reconciled::RunAgain),
+            };
+        }
+        if opts.idempotent {
+            return Ok(Reconciled::RunAgain);
+        }
+        Err(self.fatal(Error::InDoubt { key: key.to_string(), name: name.to_string(), run: self.id.clone() }))
+    }
+
+    /// Runs a step's `check`: `Some(result)` if it says the step is done.
+    fn run_check(&self, ctx: &NativeCallContext, check: &FnPtr, pos: Position) -> ScriptResult<Option<Dynamic>> {
+        let answer: Dynamic = check.call_within_context(ctx, ()).map_err(|e| {
+            if e.is_catchable() {
+                script_error(format!("the step's check failed, so lifeboat cannot tell whether it is done: {}", plain_message(&e)), pos)
+            } else {
+                e
+            }
+        })?;
+        if answer.is_unit() || answer.as_bool() == Ok(false) {
+            Ok(None)
+        } else if answer.as_bool() == Ok(true) {
+            Ok(Some(Dynamic::UNIT))
+        } else {
+            Ok(Some(answer))
+        }
+    }
+
+    fn succeed(&self, key: &str, name: &str, result: &Dynamic, reconciled: bool, started: Millis, pos: Position) -> ScriptResult<()> {
+        let json: Value = rhai::serde::from_dynamic(result)
+            .map_err(|e| script_error(format!("the result of step {name:?} cannot be journaled: {}", plain_message(&e)), pos))?;
+        // Durable before the script sees the result: "done" is never reported before it is true.
+        self.record_durable(Event::StepSucceeded { key: key.to_string(), result: json, reconciled })?;
+        let elapsed = if started == 0 { 0 } else { self.clock.now().saturating_sub(started) };
+        self.observer.progress(&self.id, Progress::StepSucceeded { name, elapsed_ms: elapsed, reconciled });
+        Ok(())
+    }
+
+    fn attempts(&self, ctx: &NativeCallContext, key: &str, name: &str, opts: &StepOptions, body: &FnPtr, first: u32) -> ScriptResult<Dynamic> {
+        let pos = ctx.call_position();
+        let last = first + opts.retries;
+        let mut attempt = first;
+        loop {
+            let started = self.clock.now();
+            self.record(Event::StepStarted { key: key.to_string(), name: name.to_string(), attempt })?;
+            self.observer.progress(&self.id, Progress::StepStarted { key, name, attempt });
+            let deadline = opts.timeout.map(|t| Instant::now() + self.clock.real_duration(t.as_millis() as u64));
+            lane::begin_body(Body { key: key.to_string(), name: name.to_string(), attempt, effects: false, deadline });
+            let outcome: ScriptResult<Dynamic> = body.call_within_context(ctx, ());
+            let ended = lane::end_body();
+            let effects = ended.as_ref().is_some_and(|b| b.effects);
+
+            let (mut error, detail) = match outcome {
+                Ok(value) => {
+                    self.succeed(key, name, &value, false, started, pos)?;
+                    return Ok(value);
+                }
+                Err(e) if is_token(&e, TOKEN_TIMEOUT) && deadline.is_some_and(|d| Instant::now() >= d) => {
+                    let t = opts.timeout.unwrap_or_default();
+                    (format!("timed out after {}", humantime::format_duration(t)), Value::Null)
+                }
+                Err(e) if is_stop(&e) => return Err(e),
+                Err(e) if !e.is_catchable() => {
+                    // A sandbox limit: the step failed for good, and so does the run.
+                    let error = format!("{} (at {})", plain_message(&e), error_location(&self.path, &e));
+                    self.record_durable(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: Value::Null, retry_at: None })?;
+                    self.observer.progress(&self.id, Progress::StepFailed { name, attempts: attempt, error: &error });
+                    *lock(&self.last_step_failure) = Some(key.to_string());
+                    return Err(e);
+                }
+                Err(e) => {
+                    let detail = match e.unwrap_inner() {
+                        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => rhai::serde::from_dynamic(v).unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    (format!("{} (at {})", plain_message(&e), error_location(&self.path, &e)), detail)
+                }
+            };
+
+            let mut retry = attempt < last;
+            if retry && effects {
+                // The attempt may have changed things: run it again only if that is safe.
+                if let Some(check) = &opts.check {
+                    if let Some(result) = self.run_check(ctx, check, pos)? {
+                        self.succeed(key, name, &result, true, started, pos)?;
+                        return Ok(result);
+                    }
+                } else if !opts.idempotent {
+                    retry = false;
+                    error.push_str("; not retried, because the attempt had started changing things and the step has neither `check` nor `idempotent: true`");
+                }
+            }
+            if retry {
+                let wait = opts.backoff_after(attempt);
+                let retry_at = self.clock.now() + wait.as_millis() as u64;
+                self.record(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: Value::Null, retry_at: Some(retry_at) })?;
+                self.observer.progress(&self.id, Progress::StepRetry { name, attempt, error: &error, wait_ms: wait.as_millis() as u64 });
+                self.wait_until(retry_at)?;
+                attempt += 1;
+                continue;
+            }
+            self.record_durable(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: detail.clone(), retry_at: None })?;
+            self.observer.progress(&self.id, Progress::StepFailed { name, attempts: attempt, error: &error });
+            *lock(&self.last_step_failure) = Some(key.to_string());
+            return Err(failure_value(&failed_message(name, attempt, &error), &detail, pos));
+        }
+    }
+
+    /// `sleep(duration)`: durable between steps (a resume waits only what is left), a plain
+    /// wait inside a step body.
+    pub(crate) fn sleep(&self, pos: Position, duration: Duration) -> ScriptResult<()> {
+        let ms = duration.as_millis() as u64;
+        if lane::current_body().is_some() {
+            return self.wait_until(self.clock.now() + ms);
+        }
+        let key = self.position("sleep()", pos)?;
+        let until = match self.recorded(&key, "sleep", |e| matches!(e, Entry::Sleep { .. }), pos)? {
+            Some(Entry::Sleep { finished_at: Some(_), .. }) => return Ok(()),
+            Some(Entry::Sleep { until, .. }) => *until,
+            _ => {
+                let until = self.clock.now() + ms;
+                // Durable, so that a crash during the sleep resumes with the time left.
+                self.record_durable(Event::SleepStarted { key: key.clone(), until })?;
+                until
+            }
+        };
+        self.observer.progress(&self.id, Progress::Sleeping { until, remaining_ms: until.saturating_sub(self.clock.now()) });
+        self.wait_until(until)?;
+        self.record(Event::SleepFinished { key })
+    }
+
+    /// `approve(gate, message)`: waits for a person.
+    pub(crate) fn gate(self: &Arc<Self>, pos: Position, gate: &str, message: &str) -> ScriptResult<()> {
+        let key = self.position("approve()", pos)?;
+        let requested = format!("approve {gate:?}");
+        if self.recorded(&key, &requested, |e| matches!(e, Entry::Gate { gate: g, .. } if g == gate), pos)?.is_none() {
+            self.record_durable(Event::GateOpened { key: key.clone(), gate: gate.to_string(), message: message.to_string() })?;
+        }
+        if lock(&self.approvals).contains_key(gate) {
+            return Ok(());
+        }
+        if self.pre_approved.iter().any(|g| g == gate || g == "all") {
+            self.approve(gate, "--approve").map_err(|e| self.fatal(e))?;
+            return Ok(());
+        }
+        if self.opts.no_wait {
+            return Err(self.fatal(Error::Paused(PauseReason::Approval { gate: gate.to_string() })));
+        }
+        *lock(&self.waiting_gate) = Some(gate.to_string());
+        self.observer.progress(&self.id, Progress::WaitingApproval { gate, message });
+        if let Some(prompt) = self.opts.prompt.clone() {
+            let (gate, message) = (gate.to_string(), message.to_string());
+            let me = Arc::clone(self);
+            std::thread::spawn(move || {
+                if prompt(&gate, &message) {
+                    let _ = me.approve(&gate, "terminal");
+                }
+            });
+        }
+        let (m, cv) = &self.wake;
+        let mut seen = lock(m);
+        let result = loop {
+            if self.aborting.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) && lock(&self.fatal).is_some() {
+                break Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into());
+            }
+            if lock(&self.approvals).contains_key(gate) {
+                break Ok(());
+            }
+            seen = cv.wait_timeout(seen, Duration::from_millis(500)).unwrap_or_else(|p| p.into_inner()).0;
+        };
+        drop(seen);
+        *lock(&self.waiting_gate) = None;
+        result
+    }
+
+    /// `now()`: the engine clock, journaled between steps so a replay sees the same value.
+    pub(crate) fn now(&self, pos: Position) -> ScriptResult<i64> {
+        if lane::current_body().is_some() {
+            return Ok(self.clock.now() as i64);
+        }
+        let key = self.position("now()", pos)?;
+        if let Some(Entry::Value { value, .. }) = self.recorded(&key, "now()", |e| matches!(e, Entry::Value { name, .. } if name == "now"), pos)? {
+            return Ok(value.as_i64().unwrap_or_default());
+        }
+        let now = self.clock.now();
+        self.record(Event::ValueRecorded { key, name: "now".to_string(), value: now.into() })?;
+        Ok(now as i64)
+    }
+
+    /// `log(message)`: journaled and shown once, never again on replay.
+    pub(crate) fn log(&self, pos: Position, message: String) -> ScriptResult<()> {
+        if lane::current_body().is_some() {
+            self.record(Event::Logged { key: None, message: message.clone() })?;
+            self.observer.progress(&self.id, Progress::Log { message: &message });
+            return Ok(());
+        }
+        let key = self.position("log()", pos)?;
+        if self.recorded(&key, "log", |e| matches!(e, Entry::Log { .. }), pos)?.is_some() {
+            return Ok(());
+        }
+        self.record(Event::Logged { key: Some(key), message: message.clone() })?;
+        self.observer.progress(&self.id, Progress::Log { message: &message });
+        Ok(())
+    }
+
+    /// `parallel(items, opts, |item| ...)`: runs the closure for every item, at most `limit` at
+    /// once, each in a lane of its own, and returns their results in item order. A branch that
+    /// fails does not stop the others; once all are done, the failures are thrown together.
+    pub(crate) fn parallel(&self, ctx: &NativeCallContext, items: Array, opts: rhai::Map, f: FnPtr) -> ScriptResult<Array> {
+        let pos = ctx.call_position();
+        let base = self.position("parallel()", pos)?;
+        let mut limit = 8usize;
+        for (k, v) in opts {
+            match k.as_str() {
+                "limit" => {
+                    limit = v
+                        .as_int()
+                        .ok()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| script_error("parallel option limit: expected a positive integer".to_string(), pos))?
+                }
+                other => return Err(script_error(format!("unknown parallel option {other:?} (limit)"), pos)),
+            }
+        }
+        let ast = self.ast.get().cloned().ok_or_else(|| script_error("parallel() called before the run started".into(), pos))?;
+        let engine = ctx.engine();
+        let n = items.len();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<ScriptResult<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..limit.min(n) {
+                let (next, results, items, f, ast, base) = (&next, &results, &items, &f, &ast, &base);
+                std::thread::Builder::new()
+                    .stack_size(8 << 20)
+                    .spawn_scoped(scope, move || loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n || self.stopping.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let _lane = lane::enter(format!("{base}.{i}"));
+                        let r = f.call::<Dynamic>(engine, ast, (items[i].clone(),));
+                        *lock(&results[i]) = Some(r);
+                    })
+                    .expect("spawning a parallel branch thread");
+            }
+        });
+        let mut out = Array::with_capacity(n);
+        let mut failures = Vec::new();
+        for (i, slot) in results.into_iter().enumerate() {
+            match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(e)) if !e.is_catchable() => return Err(e),
+                Some(Err(e)) => {
+                    failures.push(format!("[{i}] {}", plain_message(&e)));
+                    out.push(Dynamic::UNIT);
+                }
+                // Not started because the run is stopping.
+                None => return Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(out)
+        } else {
+            Err(script_error(format!("{} of {n} parallel branches failed: {}", failures.len(), failures.join("; ")), pos))
+        }
+    }
+}
+
+fn failed_message(name: &str, attempts: u32, error: &str) -> String {
+    format!("step {name:?} failed after {attempts} attempt{}: {error}", if attempts == 1 { "" } else { "s" })
+}
+
+/// A catchable runtime error at `pos`.
+pub(crate) fn script_error(message: String, pos: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(message.into(), pos).into()
+}
+
+/// The value a failed step throws: its structured detail when it has one, else its message.
+fn failure_value(message: &str, detail: &Value, pos: Position) -> Box<EvalAltResult> {
+    let value = match detail {
+        Value::Object(_) => rhai::serde::to_dynamic(detail).unwrap_or_else(|_| message.into()),
+        _ => message.into(),
+    };
+    EvalAltResult::ErrorRuntime(value, pos).into()
+}
+
+fn to_dynamic(value: &Value, pos: Position) -> ScriptResult<Dynamic> {
+    rhai::serde::to_dynamic(value).map_err(|e| script_error(format!("journaled value cannot be read back: {e}"), pos))
+}
+
+pub(crate) fn is_token(err: &EvalAltResult, token: &str) -> bool {
+    matches!(err, EvalAltResult::ErrorTerminated(t, _) if t.clone().into_immutable_string().is_ok_and(|s| s == token))
+}
+
+pub(crate) fn is_stop(err: &EvalAltResult) -> bool {
+    is_token(err, TOKEN_STOP)
+}
+
+/// Locks a mutex, recovering from poisoning: every critical section here leaves its data
+/// consistent, so a panic elsewhere is no reason to stop a recovery.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,270 @@
+//! Loading a runbook: read the file, compile it, and read its declaration (name, description,
+//! target recovery time, parameters) without running any of it.
+//!
+//! A runbook declares itself with a `runbook(#{ ... })` call as its first statement. `check`
+//! evaluates that one statement, alone, in an engine where nothing else exists; at run time the
+//! same call is a no-op.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rhai::{Dynamic, Expr, Map, Scope, Stmt, AST};
+
+use super::params::{ParamSpec, ParamType};
+use super::sandbox::{self, Limits};
+use super::Error;
+
+/// What a runbook says about itself.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Declaration {
+    pub name: String,
+    pub description: String,
+    /// Target recovery time, in seconds.
+    pub rto_secs: Option<u64>,
+    pub params: BTreeMap<String, ParamSpec>,
+}
+
+/// A compiled runbook.
+#[derive(Clone)]
+pub struct Runbook {
+    /// The path as given by the operator; it prefixes every error position.
+    pub path: String,
+    pub source: String,
+    pub ast: Arc<AST>,
+    pub declaration: Declaration,
+}
+
+impl Runbook {
+    /// Reads and compiles the runbook at `path`.
+    pub fn load(path: &str, limits: &Limits) -> Result<Runbook, Error> {
+        let source = std::fs::read_to_string(path).map_err(|e| Error::RunbookUnreadable {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        Runbook::from_source(path, source, limits)
+    }
+
+    /// Compiles `source`, naming it `path` in errors.
+    pub fn from_source(path: &str, source: String, limits: &Limits) -> Result<Runbook, Error> {
+        let engine = sandbox::new_engine(limits);
+        let mut ast = engine
+            .compile_with_scope(&compile_scope(), &source)
+            .map_err(|e| Error::Compile {
+                path: path.to_string(),
+                line: e.position().line().unwrap_or(0),
+                column: e.position().position().unwrap_or(0),
+                message: e.err_type().to_string(),
+            })?;
+        ast.set_source(path);
+        let declaration = read_declaration(&ast, path, limits)?;
+        Ok(Runbook {
+            path: path.to_string(),
+            source,
+            ast: Arc::new(ast),
+            declaration,
+        })
+    }
+}
+
+/// The scope a runbook is compiled against: `params` exists (for strict variables) but as a
+/// plain variable, so the optimizer cannot fold `params.x` into the empty placeholder.
+fn compile_scope() -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push("params", Map::new());
+    scope
+}
+
+/// The scope every runbook runs in: its parameters, as the constant `params`.
+pub fn script_scope(params: Map) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant("params", params);
+    scope
+}
+
+fn first_call_name(stmt: &Stmt) -> Option<&str> {
+    match stmt {
+        Stmt::FnCall(call, _) => Some(call.name.as_str()),
+        Stmt::Expr(expr) => match expr.as_ref() {
+            Expr::FnCall(call, _) => Some(call.name.as_str()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn read_declaration(ast: &AST, path: &str, limits: &Limits) -> Result<Declaration, Error> {
+    let default_name = std::path::Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string());
+    let Some(first) = ast.statements().first() else {
+        return Ok(Declaration { name: default_name, ..Declaration::default() });
+    };
+    if first_call_name(first) != Some("runbook") {
+        return Ok(Declaration { name: default_name, ..Declaration::default() });
+    }
+    let pos = first.position();
+    let at = |message: String| Error::Declaration {
+        path: path.to_string(),
+        line: pos.line().unwrap_or(0),
+        column: pos.position().unwrap_or(0),
+        message,
+    };
+
+    // Evaluate the declaration alone, in an engine that knows only `runbook`.
+    let captured: Arc<Mutex<Option<Map>>> = Arc::default();
+    let mut engine = sandbox::new_engine(limits);
+    let sink = captured.clone();
+    engine.register_fn("runbook", move |decl: Map| {
+        *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(decl);
+    });
+    let only_decl = AST::new([first.clone()], rhai::Module::new());
+    engine
+        .run_ast_with_scope(&mut compile_scope(), &only_decl)
+        .map_err(|e| at(format!("runbook() takes one map: {}", plain_message(&e))))?;
+    let decl = captured
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| at("runbook() takes one map".to_string()))?;
+
+    let mut out = Declaration { name: default_name, ..Declaration::default() };
+    for (key, value) in decl {
+        match key.as_str() {
+            "name" => out.name = string_field(&value, "name").map_err(at)?,
+            "description" => out.description = string_field(&value, "description").map_err(at)?,
+            "rto" => {
+                let text = string_field(&value, "rto").map_err(at)?;
+                let d = humantime::parse_duration(&text)
+                    .map_err(|e| at(format!("rto: {e} (write it like \"4h\" or \"1h 30m\")")))?;
+                out.rto_secs = Some(d.as_secs());
+            }
+            "params" => {
+                let params = value
+                    .try_cast::<Map>()
+                    .ok_or_else(|| at("params must be a map of name: #{ type, help, default_value }".into()))?;
+                for (name, spec) in params {
+                    let spec = param_spec(&name, spec).map_err(at)?;
+                    out.params.insert(name.to_string(), spec);
+                }
+            }
+            other => {
+                return Err(at(format!(
+                    "unknown field {other:?} in runbook() (known: name, description, rto, params)"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn string_field(value: &Dynamic, field: &str) -> Result<String, String> {
+    value
+        .clone()
+        .into_immutable_string()
+        .map(|s| s.to_string())
+        .map_err(|t| format!("{field} must be a string, not {t}"))
+}
+
+fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
+    let spec = spec
+        .try_cast::<Map>()
+        .ok_or_else(|| format!("parameter {name}: expected #{{ type: ..., help: ... }}"))?;
+    let mut ty = None;
+    let mut help = String::new();
+    let mut default = None;
+    for (key, value) in spec {
+        match key.as_str() {
+            "type" => {
+                let t = string_field(&value, "type")?;
+                ty = Some(ParamType::parse(&t).ok_or_else(|| {
+                    format!("parameter {name}: unknown type {t:?} (string, int, float, bool, list, map, duration)")
+                })?);
+            }
+            "help" => help = string_field(&value, "help")?,
+            // `default` is a reserved word in Rhai, hence `default_value`.
+            "default_value" => {
+                default = Some(
+                    rhai::serde::from_dynamic::<serde_json::Value>(&value)
+                        .map_err(|e| format!("parameter {name}: default_value: {e}"))?,
+                )
+            }
+            other => return Err(format!("parameter {name}: unknown field {other:?} (type, help, default_value)")),
+        }
+    }
+    let ty = ty.ok_or_else(|| format!("parameter {name}: missing type"))?;
+    if let Some(d) = &default {
+        ty.check(d).map_err(|e| format!("parameter {name}: default_value: {e}"))?;
+    }
+    Ok(ParamSpec { ty, help, default })
+}
+
+/// An evaluation error's message without Rhai's "(line x, position y)" suffix.
+pub fn plain_message(err: &rhai::EvalAltResult) -> String {
+    match err.unwrap_inner() {
+        rhai::EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => {
+            let text = other.to_string();
+            match text.rfind(" (line ") {
+                Some(i) if text.ends_with(')') => text[..i].to_string(),
+                _ => text,
+            }
+        }
+    }
+}
+
+/// Where an evaluation error happened, as `path:line:column`, from the innermost position.
+pub fn error_location(path: &str, err: &rhai::EvalAltResult) -> String {
+    let mut pos = err.unwrap_inner().position();
+    if pos.is_none() {
+        pos = err.position();
+    }
+    match (pos.line(), pos.position()) {
+        (Some(line), Some(col)) => format!("{path}:{line}:{col}"),
+        (Some(line), None) => format!("{path}:{line}"),
+        _ => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<Runbook, Error> {
+        Runbook::from_source("rb.rhai", src.to_string(), &Limits::default())
+    }
+
+    #[test]
+    fn declaration_is_read_without_running_the_rest() {
+        let rb = load(
+            r#"runbook(#{ name: "relink", rto: "1h 30m", description: "d",
+                 params: #{ pcc: #{ type: "string", help: "the PCC" }, n: #{ type: "int", help: "n", default_value: 2 } } });
+               this_would_fail_if_run();"#,
+        )
+        .unwrap();
+        assert_eq!(rb.declaration.name, "relink");
+        assert_eq!(rb.declaration.rto_secs, Some(5400));
+        assert_eq!(rb.declaration.params["n"].default, Some(2.into()));
+        assert_eq!(rb.declaration.params["pcc"].ty, ParamType::String);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = load("let x = 1;\nlet y = ;").err().unwrap().to_string();
+        assert!(e.starts_with("rb.rhai:2:9: "), "{e}");
+        let e = load("runbook(#{ nme: \"x\" });").err().unwrap().to_string();
+        assert_eq!(e, "rb.rhai:1:1: unknown field \"nme\" in runbook() (known: name, description, rto, params)");
+        let e = load("runbook(#{ params: #{ a: #{ type: \"str\" } } });").err().unwrap().to_string();
+        assert!(e.contains("unknown type \"str\""), "{e}");
+        let e = load("let a = b;").err().unwrap().to_string();
+        assert_eq!(e, "rb.rhai:1:9: Undefined variable: b");
+        let e = load("eval(\"1\")").err().unwrap().to_string();
+        assert!(e.contains("eval"), "{e}");
+    }
+
+    #[test]
+    fn default_name_is_the_file_stem() {
+        let rb = Runbook::from_source("runbooks/move-ips.rhai", "1".into(), &Limits::default()).unwrap();
+        assert_eq!(rb.declaration.name, "move-ips");
+    }
+}

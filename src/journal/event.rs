@@ -1,0 +1,102 @@
+//! The events of a run: the append-only record that `lifeboat log` shows and that resume
+//! replays. Every change to a run is one event; everything else (step states, the run's state)
+//! is computed from them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a run stopped without finishing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PauseReason {
+    /// Waiting at a human gate; `lifeboat approve RUN GATE` opens it.
+    Approval { gate: String },
+    /// A step was in flight when the process died, may have changed something, and has no
+    /// `check` nor `idempotent: true`; a person must decide (`--retry-inflight`).
+    StepInDoubt { key: String, name: String },
+    /// The engine stopped the run with an error that a person must address (for instance the
+    /// runbook given to resume no longer matches the journal).
+    Stopped { message: String },
+}
+
+/// One thing that happened to a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A process started executing the run (first start or resume).
+    RunStarted { pid: u32, resumed: bool },
+    /// An attempt of a step's body began.
+    StepStarted { key: String, name: String, attempt: u32 },
+    /// The attempt is about to make its first change outside lifeboat (a mutating API call, a
+    /// notification). Written and flushed before that change leaves the process: it is what
+    /// makes a step "in doubt" after a crash.
+    StepEffect { key: String, attempt: u32, what: String },
+    /// The step is done; `reconciled` when its `check` said so rather than its body.
+    StepSucceeded { key: String, result: Value, reconciled: bool },
+    /// An attempt failed; `retry_at` says when the next attempt may start, `None` if none will.
+    /// `detail` keeps a structured error value (an API error's fields) when the body threw one.
+    StepFailed {
+        key: String,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        detail: Value,
+        retry_at: Option<u64>,
+    },
+    /// A durable sleep began and ends at `until` (epoch ms).
+    SleepStarted { key: String, until: u64 },
+    SleepFinished { key: String },
+    /// A human gate was reached.
+    GateOpened { key: String, gate: String, message: String },
+    /// A person (or `--approve`) opened a gate.
+    GateApproved { gate: String, by: String },
+    /// A value the runbook must see identically on replay (`now()`).
+    ValueRecorded { key: String, name: String, value: Value },
+    /// A line from `log()`; `key` is `None` when it was logged inside a step body (the body's
+    /// own journaling covers it).
+    Logged { key: Option<String>, message: String },
+    RunPaused { reason: PauseReason },
+    RunSucceeded { result: Value },
+    /// The run failed; `step` names the step whose failure ended it, if one did.
+    RunFailed { error: String, step: Option<String> },
+    RunAborted { by: String },
+}
+
+impl Event {
+    /// The positional key this event belongs to, for step-level events.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Event::StepStarted { key, .. }
+            | Event::StepEffect { key, .. }
+            | Event::StepSucceeded { key, .. }
+            | Event::StepFailed { key, .. }
+            | Event::SleepStarted { key, .. }
+            | Event::SleepFinished { key }
+            | Event::GateOpened { key, .. }
+            | Event::ValueRecorded { key, .. } => Some(key),
+            Event::Logged { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Events that move the run's own state (see `RunState::apply`).
+    pub fn is_run_level(&self) -> bool {
+        matches!(
+            self,
+            Event::RunStarted { .. }
+                | Event::RunPaused { .. }
+                | Event::RunSucceeded { .. }
+                | Event::RunFailed { .. }
+                | Event::RunAborted { .. }
+        )
+    }
+}
+
+/// An event as stored: its sequence in the store and when it happened (epoch ms, engine clock).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub at: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}

@@ -1,0 +1,373 @@
+//! The journal: the durable truth of every run, and the only module that touches storage.
+//!
+//! A run is a header ([`RunRecord`]: runbook source, parameters, state) plus an append-only list
+//! of [`Event`]s. Appending is cheap and not durable by itself; [`Journal::sync`] makes every
+//! append made so far durable. Concurrent callers of `sync` share one flush (group commit), so
+//! sixty-four steps finishing together cost a couple of fsyncs, not sixty-four.
+//!
+//! The engine decides *when* durability is needed (before a side effect leaves the process,
+//! before a step is reported done); the journal makes it cheap. Storage sits behind [`Store`].
+
+mod event;
+mod run;
+mod step_state;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+pub use event::{Event, EventRecord, PauseReason};
+pub use run::{RunId, RunRecord, RunState, RunbookInfo};
+pub use step_state::{Entry, RunView, StepState};
+pub use store::{Keyspace, SledStore, Store};
+
+/// The layout version this build writes. A store with a higher version is refused, so an old
+/// lifeboat never misreads a newer journal.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the journal store {} is in use by another lifeboat process", dir.display())]
+    Locked { dir: PathBuf },
+    #[error("the journal store {} could not be opened: {detail}. It may be damaged (for instance by an unclean stop). Move it aside (mv {dir} {dir}.damaged), then restore runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
+    Corrupt { dir: PathBuf, detail: String },
+    #[error("the journal store {} was written by a newer lifeboat (schema {found}, this build reads up to {SCHEMA_VERSION}); use that version", dir.display())]
+    NewerSchema { dir: PathBuf, found: u32 },
+    #[error("storage error in {}: {detail}", dir.display())]
+    Storage { dir: PathBuf, detail: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("unknown run id {id:?} (`lifeboat status` lists the runs)")]
+    UnknownRun { id: String },
+    #[error("run {id} already exists in this store")]
+    RunExists { id: String },
+    #[error("journal record could not be decoded: {0}")]
+    Decode(String),
+    #[error("illegal transition from {from} on {event}")]
+    IllegalTransition { from: String, event: String },
+}
+
+impl Error {
+    /// 2 when the store or the run asked for is the problem (bad input), 1 for I/O trouble.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked { .. }
+            | Error::Corrupt { .. }
+            | Error::NewerSchema { .. }
+            | Error::UnknownRun { .. }
+            | Error::RunExists { .. } => 2,
+            Error::Storage { .. } | Error::Io { .. } | Error::Decode(_) | Error::IllegalTransition { .. } => 1,
+        }
+    }
+}
+
+/// A run in portable form (`lifeboat export` / `import`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunExport {
+    pub format: String,
+    pub schema_version: u32,
+    pub run: RunRecord,
+    pub events: Vec<EventRecord>,
+}
+
+const EXPORT_FORMAT: &str = "lifeboat-run";
+
+/// Group-commit bookkeeping: how many appends have completed, and how many are known durable.
+struct Durability {
+    /// Appends completed so far (a ticket is handed out after the write finishes).
+    written: AtomicU64,
+    state: Mutex<FlushState>,
+    flushed_cv: Condvar,
+}
+
+struct FlushState {
+    durable: u64,
+    flushing: bool,
+}
+
+/// Durable storage of runs and their events.
+pub struct Journal {
+    store: Box<dyn Store>,
+    dir: PathBuf,
+    durability: Durability,
+    /// Serialises read-modify-write of run headers.
+    header_lock: Mutex<()>,
+}
+
+impl Journal {
+    /// Opens the sled store in `dir` and checks its schema version.
+    pub fn open(dir: &Path) -> Result<Journal, Error> {
+        let store = SledStore::open(dir)?;
+        Journal::with_store(Box::new(store), dir)
+    }
+
+    pub fn with_store(store: Box<dyn Store>, dir: &Path) -> Result<Journal, Error> {
+        match store.get(Keyspace::Meta, SCHEMA_KEY)? {
+            None => {
+                store.put(Keyspace::Meta, SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                store.flush()?;
+            }
+            Some(raw) => {
+                let found: u32 = std::str::from_utf8(&raw)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Error::Corrupt {
+                        dir: dir.to_path_buf(),
+                        detail: "unreadable schema version".into(),
+                    })?;
+                if found > SCHEMA_VERSION {
+                    return Err(Error::NewerSchema { dir: dir.to_path_buf(), found });
+                }
+            }
+        }
+        Ok(Journal {
+            store,
+            dir: dir.to_path_buf(),
+            durability: Durability {
+                written: AtomicU64::new(0),
+                state: Mutex::new(FlushState { durable: 0, flushing: false }),
+                flushed_cv: Condvar::new(),
+            },
+            header_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A number never used before in this store (run ids, event sequences).
+    pub fn unique(&self) -> Result<u64, Error> {
+        self.store.next_id()
+    }
+
+    /// Stores a new run's header, durably.
+    pub fn create_run(&self, record: &RunRecord) -> Result<(), Error> {
+        let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.get(Keyspace::Runs, record.id.as_str().as_bytes())?.is_some() {
+            return Err(Error::RunExists { id: record.id.to_string() });
+        }
+        self.put_run(record)?;
+        self.sync()
+    }
+
+    fn put_run(&self, record: &RunRecord) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
+        self.store.put(Keyspace::Runs, record.id.as_str().as_bytes(), &bytes)?;
+        self.durability.written.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub fn run(&self, id: &RunId) -> Result<RunRecord, Error> {
+        let raw = self
+            .store
+            .get(Keyspace::Runs, id.as_str().as_bytes())?
+            .ok_or_else(|| Error::UnknownRun { id: id.to_string() })?;
+        serde_json::from_slice(&raw).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// All runs, oldest first (run ids sort by start time).
+    pub fn runs(&self) -> Result<Vec<RunRecord>, Error> {
+        self.store
+            .scan_prefix(Keyspace::Runs, b"")?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| Error::Decode(e.to_string())))
+            .collect()
+    }
+
+    /// Appends one event at time `at` (epoch ms). Not durable until [`Journal::sync`]. Run-level
+    /// events also move the run header through [`RunState::apply`].
+    pub fn append(&self, id: &RunId, at: u64, event: Event) -> Result<EventRecord, Error> {
+        let seq = self.store.next_id()?;
+        let record = EventRecord { seq, at, event };
+        let bytes = serde_json::to_vec(&record).map_err(|e| Error::Decode(e.to_string()))?;
+        self.store.put(Keyspace::Events, &event_key(id, seq), &bytes)?;
+        if record.event.is_run_level() {
+            let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut header = self.run(id)?;
+            header.state = header.state.apply(&record.event)?;
+            header.updated_at = at;
+            self.put_run(&header)?;
+        }
+        // The ticket is taken after the write has completed: a flush that starts after this
+        // point is guaranteed to cover it.
+        self.durability.written.fetch_add(1, Ordering::AcqRel);
+        Ok(record)
+    }
+
+    /// Appends and makes durable before returning.
+    pub fn append_durable(&self, id: &RunId, at: u64, event: Event) -> Result<EventRecord, Error> {
+        let record = self.append(id, at, event)?;
+        self.sync()?;
+        Ok(record)
+    }
+
+    /// Blocks until every append completed before this call is on disk. Concurrent callers
+    /// share flushes: one leader flushes, the others wait for a flush that covers them.
+    pub fn sync(&self) -> Result<(), Error> {
+        let target = self.durability.written.load(Ordering::Acquire);
+        let d = &self.durability;
+        let mut state = d.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.durable >= target {
+                return Ok(());
+            }
+            if state.flushing {
+                state = d.flushed_cv.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.flushing = true;
+            // Everything counted here has completed its write, so this flush covers it.
+            let covered = d.written.load(Ordering::Acquire);
+            drop(state);
+            let result = self.store.flush();
+            state = d.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.flushing = false;
+            if result.is_ok() {
+                state.durable = state.durable.max(covered);
+            }
+            d.flushed_cv.notify_all();
+            result?;
+        }
+    }
+
+    /// A run's events in order.
+    pub fn events(&self, id: &RunId) -> Result<Vec<EventRecord>, Error> {
+        self.run(id)?;
+        self.store
+            .scan_prefix(Keyspace::Events, &event_prefix(id))?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| Error::Decode(e.to_string())))
+            .collect()
+    }
+
+    pub fn export(&self, id: &RunId) -> Result<RunExport, Error> {
+        Ok(RunExport {
+            format: EXPORT_FORMAT.to_string(),
+            schema_version: SCHEMA_VERSION,
+            run: self.run(id)?,
+            events: self.events(id)?,
+        })
+    }
+
+    /// Adds an exported run to this store, durably. Refuses an id that exists already.
+    pub fn import(&self, export: &RunExport) -> Result<(), Error> {
+        if export.format != EXPORT_FORMAT {
+            return Err(Error::Decode(format!(
+                "not a lifeboat run export (format {:?})",
+                export.format
+            )));
+        }
+        if export.schema_version > SCHEMA_VERSION {
+            return Err(Error::NewerSchema { dir: self.dir.clone(), found: export.schema_version });
+        }
+        self.create_run(&export.run)?;
+        for record in &export.events {
+            let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
+            self.store.put(Keyspace::Events, &event_key(&export.run.id, record.seq), &bytes)?;
+            self.durability.written.fetch_add(1, Ordering::AcqRel);
+        }
+        self.sync()
+    }
+}
+
+fn event_prefix(id: &RunId) -> Vec<u8> {
+    let mut key = id.as_str().as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn event_key(id: &RunId, seq: u64) -> Vec<u8> {
+    let mut key = event_prefix(id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &RunId) -> RunRecord {
+        RunRecord {
+            id: id.clone(),
+            runbook: RunbookInfo {
+                path: "x.rhai".into(),
+                name: "x".into(),
+                description: String::new(),
+                rto_secs: None,
+            },
+            source: "1".into(),
+            params: Default::default(),
+            pre_approved: vec![],
+            created_at: 1,
+            updated_at: 1,
+            state: RunState::Running { pid: 1 },
+        }
+    }
+
+    #[test]
+    fn events_survive_reopen_in_order_and_move_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = RunId::parse("r1").unwrap();
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            j.create_run(&record(&id)).unwrap();
+            for i in 0..300u32 {
+                j.append(&id, 2, Event::Logged { key: Some(i.to_string()), message: format!("m{i}") }).unwrap();
+            }
+            j.append_durable(&id, 3, Event::RunSucceeded { result: serde_json::json!(7) }).unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let events = j.events(&id).unwrap();
+        assert_eq!(events.len(), 301);
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(events[299].event, Event::Logged { key: Some("299".into()), message: "m299".into() });
+        assert_eq!(j.run(&id).unwrap().state, RunState::Succeeded { result: serde_json::json!(7) });
+        // A finished run accepts no further run-level event.
+        assert!(j.append(&id, 4, Event::RunAborted { by: "x".into() }).is_err());
+    }
+
+    #[test]
+    fn second_open_is_a_lock_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let _j = Journal::open(dir.path()).unwrap();
+        assert!(matches!(Journal::open(dir.path()), Err(Error::Locked { .. })));
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.put(Keyspace::Meta, SCHEMA_KEY, b"99").unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(Journal::open(dir.path()), Err(Error::NewerSchema { found: 99, .. })));
+    }
+
+    #[test]
+    fn concurrent_durable_appends_all_become_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let id = RunId::parse("r").unwrap();
+        j.create_run(&record(&id)).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let j = &j;
+                let id = &id;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        j.append_durable(id, 1, Event::Logged { key: Some(format!("{t}.{i}")), message: String::new() }).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(j.events(&id).unwrap().len(), 400);
+        let st = j.durability.state.lock().unwrap();
+        assert!(st.durable >= j.durability.written.load(Ordering::Acquire));
+    }
+}

@@ -1,0 +1,149 @@
+//! Runs: their identifiers, their stored header, and the run-level state machine.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{Event, PauseReason};
+use super::Error;
+
+/// A run identifier: `YYYYMMDD-HHMMSS-xxxx`, sortable by start time, short enough to type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh id from the start time (epoch ms) and a number unique in this store.
+    pub fn new(now_ms: u64, unique: u64) -> RunId {
+        let stamp = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms),
+        )
+        .to_string();
+        // 2026-11-23T12:01:02Z -> 20261123-120102
+        let digits: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
+        // Unique within the store by `unique`; the pid and clock make collisions between stores
+        // (exported runs imported elsewhere) unlikely.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+        let mix = (unique + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ nanos.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ u64::from(std::process::id()).rotate_left(17);
+        RunId(format!(
+            "{}-{}-{:04x}",
+            &digits[..8],
+            &digits[8..14],
+            (mix >> 48) as u16
+        ))
+    }
+
+    /// Checks a user-supplied id's shape, so that a typo is "unknown run" and never a key
+    /// prefix that matches several runs.
+    pub fn parse(s: &str) -> Result<RunId, Error> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(RunId(s.to_string()))
+        } else {
+            Err(Error::UnknownRun { id: s.to_string() })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the runbook declared about itself, kept with the run for status and reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunbookInfo {
+    /// The path the run was started from, as given.
+    pub path: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Target recovery time in seconds, if the runbook declared one.
+    #[serde(default)]
+    pub rto_secs: Option<u64>,
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunState {
+    /// A process (`pid`) is executing it, or was when it died.
+    Running { pid: u32 },
+    Paused { reason: PauseReason },
+    Succeeded { result: Value },
+    Failed { error: String, step: Option<String> },
+    Aborted { by: String },
+}
+
+impl RunState {
+    /// Finished for good: nothing to resume.
+    pub fn is_final(&self) -> bool {
+        matches!(self, RunState::Succeeded { .. } | RunState::Aborted { .. })
+    }
+
+    /// The run-level transition function. Step-level events leave the run state alone;
+    /// a finished run accepts nothing more.
+    pub fn apply(&self, event: &Event) -> Result<RunState, Error> {
+        use RunState::*;
+        let next = match (self, event) {
+            (Succeeded { .. } | Aborted { .. }, e) if e.is_run_level() => {
+                return Err(Error::IllegalTransition {
+                    from: self.label().to_string(),
+                    event: format!("{e:?}"),
+                })
+            }
+            (_, Event::RunStarted { pid, .. }) => Running { pid: *pid },
+            (_, Event::RunPaused { reason }) => Paused {
+                reason: reason.clone(),
+            },
+            (_, Event::RunSucceeded { result }) => Succeeded {
+                result: result.clone(),
+            },
+            (_, Event::RunFailed { error, step }) => Failed {
+                error: error.clone(),
+                step: step.clone(),
+            },
+            (_, Event::RunAborted { by }) => Aborted { by: by.clone() },
+            (state, _) => state.clone(),
+        };
+        Ok(next)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunState::Running { .. } => "running",
+            RunState::Paused { .. } => "paused",
+            RunState::Succeeded { .. } => "succeeded",
+            RunState::Failed { .. } => "failed",
+            RunState::Aborted { .. } => "aborted",
+        }
+    }
+}
+
+/// The stored header of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub runbook: RunbookInfo,
+    /// The runbook's source as it was when the run started: resume replays this, not the file.
+    pub source: String,
+    pub params: serde_json::Map<String, Value>,
+    /// Gates approved in advance (`--approve GATE`, `--approve all`).
+    #[serde(default)]
+    pub pre_approved: Vec<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub state: RunState,
+}

@@ -1,0 +1,295 @@
+//! The state of every positional entry of a run (steps, sleeps, gates, recorded values), and the
+//! one function that moves a step from state to state. A run's view is a fold of its events
+//! through [`StepState::apply`]; resume and `status` both read that view.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::event::{Event, EventRecord};
+use super::Error;
+
+/// Where one step stands.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StepState {
+    /// An attempt is running, or was when the process died. `effects` says whether it had
+    /// started to change things outside lifeboat: only then is a crash a doubt.
+    Running { attempt: u32, started_at: u64, effects: bool },
+    /// An attempt failed and the next one may start at `retry_at`.
+    RetryWait { attempt: u32, error: String, retry_at: u64, effects: bool },
+    Succeeded { attempts: u32, result: Value, finished_at: u64, reconciled: bool },
+    /// Failed for good; the last attempt's `effects` is kept for a later resume's decision.
+    Failed { attempts: u32, error: String, detail: Value, finished_at: u64, effects: bool },
+}
+
+impl StepState {
+    /// The transition function for steps: every legal move is listed here, everything else is
+    /// an [`Error::IllegalTransition`]. `state` is `None` for a step never seen before.
+    pub fn apply(state: Option<&StepState>, event: &Event, at: u64) -> Result<StepState, Error> {
+        use StepState::*;
+        let next = match (state, event) {
+            // A first attempt, a retry after a wait, a re-run after a crash, or a new attempt of a
+            // step that had failed for good (resume of a failed run).
+            (None | Some(RetryWait { .. }) | Some(Running { .. }) | Some(Failed { .. }),
+             Event::StepStarted { attempt, .. }) => Running {
+                attempt: *attempt,
+                started_at: at,
+                effects: false,
+            },
+            (Some(Running { attempt, started_at, .. }), Event::StepEffect { attempt: a, .. })
+                if a == attempt =>
+            {
+                Running { attempt: *attempt, started_at: *started_at, effects: true }
+            }
+            (Some(Running { attempt, .. } | RetryWait { attempt, .. } | Failed { attempts: attempt, .. }),
+             Event::StepSucceeded { result, reconciled, .. }) => Succeeded {
+                attempts: *attempt,
+                result: result.clone(),
+                finished_at: at,
+                reconciled: *reconciled,
+            },
+            (Some(Running { attempt, effects, .. }), Event::StepFailed { attempt: a, error, detail, retry_at, .. })
+                if a == attempt =>
+            {
+                match retry_at {
+                    Some(retry_at) => RetryWait {
+                        attempt: *attempt,
+                        error: error.clone(),
+                        retry_at: *retry_at,
+                        effects: *effects,
+                    },
+                    None => Failed {
+                        attempts: *attempt,
+                        error: error.clone(),
+                        detail: detail.clone(),
+                        finished_at: at,
+                        effects: *effects,
+                    },
+                }
+            }
+            // A step that was in flight at a crash and whose reconciliation failed.
+            (Some(Running { attempt, effects, .. } | RetryWait { attempt, effects, .. }),
+             Event::StepFailed { error, detail, retry_at: None, .. }) => Failed {
+                attempts: *attempt,
+                error: error.clone(),
+                detail: detail.clone(),
+                finished_at: at,
+                effects: *effects,
+            },
+            (from, event) => {
+                return Err(Error::IllegalTransition {
+                    from: from.map_or("new", StepState::label).to_string(),
+                    event: format!("{event:?}"),
+                })
+            }
+        };
+        Ok(next)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepState::Running { .. } => "running",
+            StepState::RetryWait { .. } => "retry-wait",
+            StepState::Succeeded { .. } => "succeeded",
+            StepState::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One positional entry of a run, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Step {
+        name: String,
+        #[serde(flatten)]
+        state: StepState,
+        first_started_at: u64,
+    },
+    Sleep { until: u64, started_at: u64, finished_at: Option<u64> },
+    Gate { gate: String, message: String, opened_at: u64 },
+    Value { name: String, value: Value },
+    Log { message: String },
+}
+
+impl Entry {
+    /// What the runbook asked for at this position, for divergence messages: `step "x"`.
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Step { name, .. } => format!("step {name:?}"),
+            Entry::Sleep { .. } => "sleep".to_string(),
+            Entry::Gate { gate, .. } => format!("approve {gate:?}"),
+            Entry::Value { name, .. } => format!("{name}()"),
+            Entry::Log { .. } => "log".to_string(),
+        }
+    }
+}
+
+/// Everything known about a run's positions, folded from its events.
+#[derive(Debug, Default, Clone)]
+pub struct RunView {
+    pub entries: HashMap<String, Entry>,
+    /// Keys in the order they first appeared.
+    pub order: Vec<String>,
+    /// Approved gates and who approved them.
+    pub approvals: HashMap<String, String>,
+    /// The highest event sequence seen.
+    pub last_seq: u64,
+}
+
+impl RunView {
+    pub fn from_events(events: &[EventRecord]) -> Result<RunView, Error> {
+        let mut view = RunView::default();
+        for record in events {
+            view.apply(record)?;
+        }
+        Ok(view)
+    }
+
+    pub fn apply(&mut self, record: &EventRecord) -> Result<(), Error> {
+        self.last_seq = self.last_seq.max(record.seq);
+        let at = record.at;
+        match &record.event {
+            Event::GateApproved { gate, by } => {
+                self.approvals.insert(gate.clone(), by.clone());
+            }
+            Event::StepStarted { key, name, .. } => {
+                let prev = match self.entries.get(key) {
+                    Some(Entry::Step { state, first_started_at, .. }) => {
+                        Some((state.clone(), *first_started_at))
+                    }
+                    Some(other) => {
+                        return Err(Error::IllegalTransition {
+                            from: other.describe(),
+                            event: format!("{:?}", record.event),
+                        })
+                    }
+                    None => None,
+                };
+                let state = StepState::apply(prev.as_ref().map(|p| &p.0), &record.event, at)?;
+                let first_started_at = prev.map_or(at, |p| p.1);
+                self.insert(key, Entry::Step { name: name.clone(), state, first_started_at });
+            }
+            Event::StepEffect { key, .. } | Event::StepSucceeded { key, .. } | Event::StepFailed { key, .. } => {
+                match self.entries.get_mut(key) {
+                    Some(Entry::Step { state, .. }) => {
+                        *state = StepState::apply(Some(state), &record.event, at)?;
+                    }
+                    _ => {
+                        return Err(Error::IllegalTransition {
+                            from: "new".to_string(),
+                            event: format!("{:?}", record.event),
+                        })
+                    }
+                }
+            }
+            Event::SleepStarted { key, until } => {
+                self.insert(key, Entry::Sleep { until: *until, started_at: at, finished_at: None })
+            }
+            Event::SleepFinished { key } => {
+                if let Some(Entry::Sleep { finished_at, .. }) = self.entries.get_mut(key) {
+                    *finished_at = Some(at);
+                }
+            }
+            Event::GateOpened { key, gate, message } => self.insert(
+                key,
+                Entry::Gate { gate: gate.clone(), message: message.clone(), opened_at: at },
+            ),
+            Event::ValueRecorded { key, name, value } => {
+                self.insert(key, Entry::Value { name: name.clone(), value: value.clone() })
+            }
+            Event::Logged { key: Some(key), message } => {
+                self.insert(key, Entry::Log { message: message.clone() })
+            }
+            Event::Logged { key: None, .. } => {}
+            Event::RunStarted { .. }
+            | Event::RunPaused { .. }
+            | Event::RunSucceeded { .. }
+            | Event::RunFailed { .. }
+            | Event::RunAborted { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, key: &str, entry: Entry) {
+        if self.entries.insert(key.to_string(), entry).is_none() {
+            self.order.push(key.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(attempt: u32) -> Event {
+        Event::StepStarted { key: "0".into(), name: "s".into(), attempt }
+    }
+    fn effect(attempt: u32) -> Event {
+        Event::StepEffect { key: "0".into(), attempt, what: "POST /x".into() }
+    }
+    fn failed(attempt: u32, retry: bool) -> Event {
+        Event::StepFailed {
+            key: "0".into(),
+            attempt,
+            error: "boom".into(),
+            detail: Value::Null,
+            retry_at: retry.then_some(5),
+        }
+    }
+    fn succeeded() -> Event {
+        Event::StepSucceeded { key: "0".into(), result: Value::Null, reconciled: false }
+    }
+
+    /// Every (state, event) pair: which are legal and where they lead.
+    #[test]
+    fn transition_table() {
+        let running = StepState::Running { attempt: 1, started_at: 0, effects: false };
+        let retry = StepState::RetryWait { attempt: 1, error: "e".into(), retry_at: 5, effects: false };
+        let done = StepState::Succeeded { attempts: 1, result: Value::Null, finished_at: 0, reconciled: false };
+        let failed_for_good = StepState::Failed { attempts: 1, error: "e".into(), detail: Value::Null, finished_at: 0, effects: true };
+        let table: Vec<(Option<&StepState>, Event, Option<&str>)> = vec![
+            (None, started(1), Some("running")),
+            (None, effect(1), None),
+            (None, succeeded(), None),
+            (None, failed(1, false), None),
+            (Some(&running), started(2), Some("running")),
+            (Some(&running), effect(1), Some("running")),
+            (Some(&running), effect(2), None),
+            (Some(&running), succeeded(), Some("succeeded")),
+            (Some(&running), failed(1, true), Some("retry-wait")),
+            (Some(&running), failed(1, false), Some("failed")),
+            (Some(&retry), started(2), Some("running")),
+            (Some(&retry), effect(1), None),
+            (Some(&retry), succeeded(), Some("succeeded")),
+            (Some(&retry), failed(1, true), None),
+            (Some(&done), started(2), None),
+            (Some(&done), effect(1), None),
+            (Some(&done), succeeded(), None),
+            (Some(&done), failed(1, false), None),
+            (Some(&failed_for_good), started(2), Some("running")),
+            (Some(&failed_for_good), effect(1), None),
+            (Some(&failed_for_good), succeeded(), Some("succeeded")),
+            (Some(&failed_for_good), failed(1, false), None),
+        ];
+        for (from, event, expected) in table {
+            let got = StepState::apply(from, &event, 1).ok();
+            assert_eq!(
+                got.as_ref().map(StepState::label),
+                expected,
+                "from {from:?} on {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn effect_marks_the_running_attempt() {
+        let s = StepState::apply(None, &started(1), 1).unwrap();
+        let s = StepState::apply(Some(&s), &effect(1), 2).unwrap();
+        assert_eq!(s, StepState::Running { attempt: 1, started_at: 1, effects: true });
+        let s = StepState::apply(Some(&s), &failed(1, false), 3).unwrap();
+        assert!(matches!(s, StepState::Failed { effects: true, .. }));
+    }
+}

@@ -1,0 +1,23 @@
+//! lifeboat: a disaster-recovery runbook engine.
+//!
+//! Runbooks are Rhai scripts whose steps are durable: every state change is journaled in an
+//! embedded sled store, so a run survives a crash and `lifeboat resume` continues it without
+//! repeating finished work.
+//!
+//! # Layout
+//! - [`engine`]: runs a runbook against the journal (replay, steps, retries, timers, gates,
+//!   parallel branches, the sandbox).
+//! - [`journal`]: the durable record of every run; the only module that touches storage.
+//! - [`control`]: the control API other terminals use while a process holds the store.
+//! - [`clock`]: time, passed in so tests and rehearsals can compress it.
+//! - [`cli`]: the command line.
+//! - [`error`]: the crate error and its exit-code policy.
+
+pub mod cli;
+pub mod clock;
+pub mod control;
+pub mod engine;
+pub mod error;
+pub mod journal;
+
+pub use error::Error;
