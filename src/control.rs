@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,14 +32,24 @@ pub enum Error {
     #[error("control socket {}: {detail}", path.display())]
     Socket { path: PathBuf, detail: String },
     #[error("the journal store {} is in use by lifeboat process {pid}{}; a second run needs its own --db (or wait for that one to finish)", dir.display(), runs_note(runs))]
-    Busy { dir: PathBuf, pid: u32, runs: Vec<RunId> },
+    Busy {
+        dir: PathBuf,
+        pid: u32,
+        runs: Vec<RunId>,
+    },
 }
 
 fn runs_note(runs: &[RunId]) -> String {
     if runs.is_empty() {
         String::new()
     } else {
-        format!(" (running {})", runs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            " (running {})",
+            runs.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -68,12 +79,29 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
-    Runs { runs: Vec<RunRecord>, live: HashMap<RunId, LiveInfo> },
-    Run { run: Box<RunRecord>, events: Vec<EventRecord>, live: Option<LiveInfo> },
-    Done { message: String },
-    Export { export: Box<RunExport> },
-    Owner { pid: u32, runs: Vec<RunId> },
-    Error { message: String, exit_code: u8 },
+    Runs {
+        runs: Vec<RunRecord>,
+        live: HashMap<RunId, LiveInfo>,
+    },
+    Run {
+        run: Box<RunRecord>,
+        events: Vec<EventRecord>,
+        live: Option<LiveInfo>,
+    },
+    Done {
+        message: String,
+    },
+    Export {
+        export: Box<RunExport>,
+    },
+    Owner {
+        pid: u32,
+        runs: Vec<RunId>,
+    },
+    Error {
+        message: String,
+        exit_code: u8,
+    },
 }
 
 /// Answers control requests against a journal and the runs live in this process.
@@ -85,12 +113,19 @@ pub struct Service {
 
 impl Service {
     pub fn new(journal: Arc<Journal>, live: Arc<LiveRuns>, clock: Arc<dyn Clock>) -> Service {
-        Service { journal, live, clock }
+        Service {
+            journal,
+            live,
+            clock,
+        }
     }
 
     pub fn handle(&self, request: Request) -> Result<Response, Error> {
         match request {
-            Request::Runs => Ok(Response::Runs { runs: self.journal.runs()?, live: self.live.all() }),
+            Request::Runs => Ok(Response::Runs {
+                runs: self.journal.runs()?,
+                live: self.live.all(),
+            }),
             Request::Run { id } => Ok(Response::Run {
                 run: Box::new(self.journal.run(&id)?),
                 events: self.journal.events(&id)?,
@@ -98,41 +133,84 @@ impl Service {
             }),
             Request::Approve { id, gate, by } => self.approve(&id, &gate, &by),
             Request::Abort { id, by } => self.abort(&id, &by),
-            Request::Export { id } => Ok(Response::Export { export: Box::new(self.journal.export(&id)?) }),
+            Request::Export { id } => Ok(Response::Export {
+                export: Box::new(self.journal.export(&id)?),
+            }),
             Request::Import { export } => {
                 self.journal.import(&export)?;
-                Ok(Response::Done { message: format!("imported run {} ({} events)", export.run.id, export.events.len()) })
+                Ok(Response::Done {
+                    message: format!(
+                        "imported run {} ({} events)",
+                        export.run.id,
+                        export.events.len()
+                    ),
+                })
             }
-            Request::Owner => Ok(Response::Owner { pid: std::process::id(), runs: self.live.all().into_keys().collect() }),
+            Request::Owner => Ok(Response::Owner {
+                pid: std::process::id(),
+                runs: self.live.all().into_keys().collect(),
+            }),
         }
     }
 
     fn approve(&self, id: &RunId, gate: &str, by: &str) -> Result<Response, Error> {
         let run = self.journal.run(id)?;
         if run.state.is_final() {
-            return Err(refused(format!("run {id} has already {}; there is nothing to approve", run.state.label()), 2));
+            return Err(refused(
+                format!(
+                    "run {id} has already {}; there is nothing to approve",
+                    run.state.label()
+                ),
+                2,
+            ));
         }
         let view = RunView::from_events(&self.journal.events(id)?)?;
         let open = open_gates(&view);
         if !open.iter().any(|g| g == gate) {
-            let open = if open.is_empty() { "none".to_string() } else { open.join(", ") };
-            return Err(refused(format!("run {id} is not waiting at gate {gate:?} (open gates: {open})"), 2));
+            let open = if open.is_empty() {
+                "none".to_string()
+            } else {
+                open.join(", ")
+            };
+            return Err(refused(
+                format!("run {id} is not waiting at gate {gate:?} (open gates: {open})"),
+                2,
+            ));
         }
         let live = self
             .live
             .approve(id, gate, by)
             .map_err(|e| refused(e.to_string(), e.exit_code()))?;
         if !live {
-            self.journal.append_durable(id, self.clock.now(), Event::GateApproved { gate: gate.to_string(), by: by.to_string() })?;
-            return Ok(Response::Done { message: format!("approved gate {gate:?} of run {id}; continue it with `lifeboat resume {id}`") });
+            self.journal.append_durable(
+                id,
+                self.clock.now(),
+                Event::GateApproved {
+                    gate: gate.to_string(),
+                    by: by.to_string(),
+                },
+            )?;
+            return Ok(Response::Done {
+                message: format!(
+                    "approved gate {gate:?} of run {id}; continue it with `lifeboat resume {id}`"
+                ),
+            });
         }
-        Ok(Response::Done { message: format!("approved gate {gate:?} of run {id}") })
+        Ok(Response::Done {
+            message: format!("approved gate {gate:?} of run {id}"),
+        })
     }
 
     fn abort(&self, id: &RunId, by: &str) -> Result<Response, Error> {
         let run = self.journal.run(id)?;
         if run.state.is_final() {
-            return Err(refused(format!("run {id} has already {}; there is nothing to abort", run.state.label()), 2));
+            return Err(refused(
+                format!(
+                    "run {id} has already {}; there is nothing to abort",
+                    run.state.label()
+                ),
+                2,
+            ));
         }
         if self.live.abort(id, by) {
             // Wait for the run to record its own end, so the caller sees the final state.
@@ -141,9 +219,15 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(20));
             }
         } else {
-            self.journal.append_durable(id, self.clock.now(), Event::RunAborted { by: by.to_string() })?;
+            self.journal.append_durable(
+                id,
+                self.clock.now(),
+                Event::RunAborted { by: by.to_string() },
+            )?;
         }
-        Ok(Response::Done { message: format!("aborted run {id}; its journal is kept (`lifeboat log {id}`)") })
+        Ok(Response::Done {
+            message: format!("aborted run {id}; its journal is kept (`lifeboat log {id}`)"),
+        })
     }
 }
 
@@ -156,7 +240,10 @@ fn refused(message: String, exit_code: u8) -> Error {
 pub fn serve(dir: &Path, service: Arc<Service>) -> Result<(), Error> {
     let path = dir.join(SOCKET_NAME);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| Error::Socket { path: path.clone(), detail: e.to_string() })?;
+    let listener = UnixListener::bind(&path).map_err(|e| Error::Socket {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -165,19 +252,48 @@ pub fn serve(dir: &Path, service: Arc<Service>) -> Result<(), Error> {
                 std::thread::spawn(move || answer(stream, &service));
             }
         })
-        .map_err(|e| Error::Socket { path, detail: e.to_string() })?;
+        .map_err(|e| Error::Socket {
+            path,
+            detail: e.to_string(),
+        })?;
     Ok(())
 }
 
+/// Connections being answered right now, so the process does not exit in the middle of one.
+static ANSWERING: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits (up to `limit`) for requests being answered to finish: called before a serving
+/// process exits, so that an `abort` from another terminal gets its reply.
+pub fn drain(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while ANSWERING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn answer(stream: UnixStream, service: &Service) {
+    ANSWERING.fetch_add(1, Ordering::SeqCst);
+    answer_one(stream, service);
+    ANSWERING.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn answer_one(stream: UnixStream, service: &Service) {
     let mut line = String::new();
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     if BufReader::new(stream).read_line(&mut line).is_err() {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => service.handle(request).unwrap_or_else(|e| Response::Error { message: e.to_string(), exit_code: e.exit_code() }),
-        Err(e) => Response::Error { message: format!("bad control request: {e}"), exit_code: 2 },
+        Ok(request) => service.handle(request).unwrap_or_else(|e| Response::Error {
+            message: e.to_string(),
+            exit_code: e.exit_code(),
+        }),
+        Err(e) => Response::Error {
+            message: format!("bad control request: {e}"),
+            exit_code: 2,
+        },
     };
     if let Ok(mut bytes) = serde_json::to_vec(&response) {
         bytes.push(b'\n');
@@ -206,7 +322,10 @@ impl Access {
                         return Ok(Access::Remote(socket));
                     }
                     if Instant::now() >= deadline {
-                        return Err(journal::Error::Locked { dir: dir.to_path_buf() }.into());
+                        return Err(journal::Error::Locked {
+                            dir: dir.to_path_buf(),
+                        }
+                        .into());
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -220,8 +339,15 @@ impl Access {
         match Access::open(dir)? {
             Access::Local(journal) => Ok(journal),
             Access::Remote(socket) => match call_socket(&socket, &Request::Owner)? {
-                Response::Owner { pid, runs } => Err(Error::Busy { dir: dir.to_path_buf(), pid, runs }),
-                _ => Err(journal::Error::Locked { dir: dir.to_path_buf() }.into()),
+                Response::Owner { pid, runs } => Err(Error::Busy {
+                    dir: dir.to_path_buf(),
+                    pid,
+                    runs,
+                }),
+                _ => Err(journal::Error::Locked {
+                    dir: dir.to_path_buf(),
+                }
+                .into()),
             },
         }
     }
@@ -230,7 +356,11 @@ impl Access {
     pub fn call(&self, request: Request) -> Result<Response, Error> {
         let response = match self {
             Access::Local(journal) => {
-                let service = Service::new(journal.clone(), Arc::default(), Arc::new(crate::clock::SystemClock));
+                let service = Service::new(
+                    journal.clone(),
+                    Arc::default(),
+                    Arc::new(crate::clock::SystemClock),
+                );
                 service.handle(request)?
             }
             Access::Remote(socket) => call_socket(socket, &request)?,
@@ -243,12 +373,17 @@ impl Access {
 }
 
 fn call_socket(path: &Path, request: &Request) -> Result<Response, Error> {
-    let err = |detail: String| Error::Socket { path: path.to_path_buf(), detail };
+    let err = |detail: String| Error::Socket {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut stream = UnixStream::connect(path).map_err(|e| err(e.to_string()))?;
     let mut bytes = serde_json::to_vec(request).map_err(|e| err(e.to_string()))?;
     bytes.push(b'\n');
     stream.write_all(&bytes).map_err(|e| err(e.to_string()))?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(|e| err(e.to_string()))?;
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| err(e.to_string()))?;
     serde_json::from_str(&line).map_err(|e| err(format!("unreadable answer: {e}")))
 }

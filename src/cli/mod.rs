@@ -155,7 +155,9 @@ fn data_dir(db: Option<PathBuf>) -> Result<PathBuf, Error> {
     }
     std::env::var_os("HOME")
         .map(|home| PathBuf::from(home).join(".local/share/lifeboat"))
-        .ok_or_else(|| Error::Usage("no --db given and neither XDG_DATA_HOME nor HOME is set".into()))
+        .ok_or_else(|| {
+            Error::Usage("no --db given and neither XDG_DATA_HOME nor HOME is set".into())
+        })
 }
 
 /// The engine clock: the wall clock, or a compressed one (`LIFEBOAT_CLOCK=SCALE[@ANCHOR_MS]`)
@@ -164,7 +166,11 @@ fn clock() -> Result<Arc<dyn Clock>, Error> {
     match std::env::var("LIFEBOAT_CLOCK") {
         Ok(spec) if !spec.is_empty() => ScaledClock::parse(&spec)
             .map(|c| Arc::new(c) as Arc<dyn Clock>)
-            .ok_or_else(|| Error::Usage(format!("LIFEBOAT_CLOCK: expected SCALE or SCALE@ANCHOR_MS, got {spec:?}"))),
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "LIFEBOAT_CLOCK: expected SCALE or SCALE@ANCHOR_MS, got {spec:?}"
+                ))
+            }),
         _ => Ok(Arc::new(SystemClock)),
     }
 }
@@ -181,11 +187,20 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             print!("{}", output::declaration(&rb));
             Ok(0)
         }
-        Command::Run { runbook, params: raw, no_wait, approve, limits } => {
+        Command::Run {
+            runbook,
+            params: raw,
+            no_wait,
+            approve,
+            limits,
+        } => {
             let limits = limits.limits();
             // Validate everything before touching the store.
             let rb = Runbook::load(&runbook, &limits)?;
-            let given = raw.iter().map(|a| params::split_assignment(a)).collect::<Result<Vec<_>, _>>()?;
+            let given = raw
+                .iter()
+                .map(|a| params::split_assignment(a))
+                .collect::<Result<Vec<_>, _>>()?;
             let values = params::resolve(&rb.declaration.params, &given)?;
             let clock = clock()?;
             let engine = open_engine(&db, clock, limits)?;
@@ -194,7 +209,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let outcome = engine.execute(&id, None, run_options(no_wait, vec![]));
             finish(&id, outcome)
         }
-        Command::Resume { run_id, no_wait, retry_inflight, runbook, limits } => {
+        Command::Resume {
+            run_id,
+            no_wait,
+            retry_inflight,
+            runbook,
+            limits,
+        } => {
             let limits = limits.limits();
             let id = parse_run_id(&run_id)?;
             let replacement = runbook.map(|p| Runbook::load(&p, &limits)).transpose()?;
@@ -209,8 +230,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     Response::Runs { runs, live } => print!("{}", output::runs(&runs, &live, json)),
                     other => return Err(unexpected(other)),
                 },
-                Some(raw) => match access.call(Request::Run { id: parse_run_id(&raw)? })? {
-                    Response::Run { run, events, live } => print!("{}", output::run_status(&run, &events, live.as_ref(), json)?),
+                Some(raw) => match access.call(Request::Run {
+                    id: parse_run_id(&raw)?,
+                })? {
+                    Response::Run { run, events, live } => print!(
+                        "{}",
+                        output::run_status(&run, &events, live.as_ref(), json)?
+                    ),
                     other => return Err(unexpected(other)),
                 },
             }
@@ -218,7 +244,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Log { run_id, json } => {
             let access = Access::open(&db)?;
-            match access.call(Request::Run { id: parse_run_id(&run_id)? })? {
+            match access.call(Request::Run {
+                id: parse_run_id(&run_id)?,
+            })? {
                 Response::Run { events, .. } => print!("{}", output::events(&events, json)),
                 other => return Err(unexpected(other)),
             }
@@ -226,19 +254,30 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Approve { run_id, gate } => {
             let by = operator();
-            let reply = Access::open(&db)?.call(Request::Approve { id: parse_run_id(&run_id)?, gate, by })?;
+            let reply = Access::open(&db)?.call(Request::Approve {
+                id: parse_run_id(&run_id)?,
+                gate,
+                by,
+            })?;
             done(reply)
         }
         Command::Abort { run_id } => {
-            let reply = Access::open(&db)?.call(Request::Abort { id: parse_run_id(&run_id)?, by: operator() })?;
+            let reply = Access::open(&db)?.call(Request::Abort {
+                id: parse_run_id(&run_id)?,
+                by: operator(),
+            })?;
             done(reply)
         }
         Command::Export { run_id, out } => {
-            match Access::open(&db)?.call(Request::Export { id: parse_run_id(&run_id)? })? {
+            match Access::open(&db)?.call(Request::Export {
+                id: parse_run_id(&run_id)?,
+            })? {
                 Response::Export { export } => {
-                    let json = serde_json::to_string_pretty(&export).map_err(|e| Error::Usage(e.to_string()))?;
+                    let json = serde_json::to_string_pretty(&export)
+                        .map_err(|e| Error::Usage(e.to_string()))?;
                     match out {
-                        Some(path) => std::fs::write(&path, json + "\n").map_err(|source| Error::File { path, source })?,
+                        Some(path) => std::fs::write(&path, json + "\n")
+                            .map_err(|source| Error::File { path, source })?,
                         None => println!("{json}"),
                     }
                 }
@@ -247,17 +286,32 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Import { file } => {
-            let text = std::fs::read_to_string(&file).map_err(|source| Error::File { path: file.clone(), source })?;
-            let export: RunExport = serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{file}: not a lifeboat run export: {e}")))?;
-            done(Access::open(&db)?.call(Request::Import { export: Box::new(export) })?)
+            let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
+                path: file.clone(),
+                source,
+            })?;
+            let export: RunExport = serde_json::from_str(&text)
+                .map_err(|e| Error::Usage(format!("{file}: not a lifeboat run export: {e}")))?;
+            done(Access::open(&db)?.call(Request::Import {
+                export: Box::new(export),
+            })?)
         }
     }
 }
 
 /// Opens the store for executing a run, and serves the control API for other terminals.
-fn open_engine(db: &std::path::Path, clock: Arc<dyn Clock>, limits: Limits) -> Result<Engine, Error> {
+fn open_engine(
+    db: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+) -> Result<Engine, Error> {
     let journal = Access::open_for_run(db)?;
-    let engine = Engine::new(journal.clone(), clock.clone(), Arc::new(output::Progress::new()), limits);
+    let engine = Engine::new(
+        journal.clone(),
+        clock.clone(),
+        Arc::new(output::Progress::new()),
+        limits,
+    );
     let service = Arc::new(Service::new(journal, engine.live(), clock));
     if let Err(e) = control::serve(db, service) {
         eprintln!("warning: {e}; other terminals cannot reach this run until it ends");
@@ -270,13 +324,19 @@ fn run_options(no_wait: bool, retry_inflight: Vec<String>) -> RunOptions {
         Arc::new(|gate: &str, _message: &str| {
             eprintln!("    type yes to approve gate {gate:?} here:");
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("yes")
+            std::io::stdin().lock().read_line(&mut line).is_ok()
+                && line.trim().eq_ignore_ascii_case("yes")
         }) as Prompt
     });
-    RunOptions { no_wait, retry_inflight, prompt }
+    RunOptions {
+        no_wait,
+        retry_inflight,
+        prompt,
+    }
 }
 
 fn finish(id: &RunId, outcome: Result<Outcome, crate::engine::Error>) -> Result<u8, Error> {
+    control::drain(std::time::Duration::from_secs(2));
     let outcome = outcome?;
     eprint!("{}", output::outcome(id, &outcome));
     match &outcome {
@@ -302,5 +362,7 @@ fn unexpected(reply: Response) -> Error {
 
 /// Who is acting, for the journal: the login name.
 fn operator() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "operator".to_string())
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "operator".to_string())
 }

@@ -20,7 +20,11 @@ pub fn declaration(rb: &Runbook) -> String {
         let _ = writeln!(out, "description: {}", d.description);
     }
     if let Some(rto) = d.rto_secs {
-        let _ = writeln!(out, "rto: {}", humantime::format_duration(std::time::Duration::from_secs(rto)));
+        let _ = writeln!(
+            out,
+            "rto: {}",
+            humantime::format_duration(std::time::Duration::from_secs(rto))
+        );
     }
     if d.params.is_empty() {
         out.push_str("parameters: none\n");
@@ -32,7 +36,12 @@ pub fn declaration(rb: &Runbook) -> String {
                 Some(v) => format!("default {v}"),
                 None => "required".to_string(),
             };
-            let _ = writeln!(out, "  {name:width$}  {:8}  {default:<16}  {}", spec.ty.name(), spec.help);
+            let _ = writeln!(
+                out,
+                "  {name:width$}  {:8}  {default:<16}  {}",
+                spec.ty.name(),
+                spec.help
+            );
         }
     }
     out
@@ -45,13 +54,19 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress { replayed: Mutex::new(0) }
+        Progress {
+            replayed: Mutex::new(0),
+        }
     }
 
     fn flush_replayed(&self) {
         let mut n = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
         if *n > 0 {
-            eprintln!("  ↺ {} finished step{} answered from the journal", *n, if *n == 1 { "" } else { "s" });
+            eprintln!(
+                "  ↺ {} finished step{} answered from the journal",
+                *n,
+                if *n == 1 { "" } else { "s" }
+            );
             *n = 0;
         }
     }
@@ -66,27 +81,65 @@ impl engine::Observer for Progress {
         }
         self.flush_replayed();
         match p {
-            P::Started { runbook, resumed: false } => eprintln!("run {run}: {runbook}"),
-            P::Started { runbook, resumed: true } => eprintln!("resuming run {run}: {runbook}"),
+            P::Started {
+                runbook,
+                resumed: false,
+            } => eprintln!("run {run}: {runbook}"),
+            P::Started {
+                runbook,
+                resumed: true,
+            } => eprintln!("resuming run {run}: {runbook}"),
             P::Replayed { .. } => {}
-            P::StepStarted { name, attempt: 1, .. } => eprintln!("  → {name}"),
+            P::StepStarted {
+                name, attempt: 1, ..
+            } => eprintln!("  → {name}"),
             P::StepStarted { name, attempt, .. } => eprintln!("  → {name} (attempt {attempt})"),
-            P::StepSucceeded { name, reconciled: true, .. } => eprintln!("  ✓ {name} (already done, says its check)"),
-            P::StepSucceeded { name, elapsed_ms, .. } => eprintln!("  ✓ {name} ({})", format_duration(elapsed_ms)),
-            P::StepRetry { name, attempt, error, wait_ms } => {
-                eprintln!("  ↻ {name}: attempt {attempt} failed: {error}; retrying in {}", format_duration(wait_ms))
+            P::StepSucceeded {
+                name,
+                reconciled: true,
+                ..
+            } => eprintln!("  ✓ {name} (already done, says its check)"),
+            P::StepSucceeded {
+                name, elapsed_ms, ..
+            } => eprintln!("  ✓ {name} ({})", format_duration(elapsed_ms)),
+            P::StepRetry {
+                name,
+                attempt,
+                error,
+                wait_ms,
+            } => {
+                eprintln!(
+                    "  ↻ {name}: attempt {attempt} failed: {error}; retrying in {}",
+                    format_duration(wait_ms)
+                )
             }
-            P::StepFailed { name, attempts, error } => eprintln!("  ✗ {name}: failed after {attempts} attempt(s): {error}"),
-            P::Sleeping { until, remaining_ms } => {
-                eprintln!("  ⏲ sleeping {} (until {})", format_duration(remaining_ms), format_time(until))
+            P::StepFailed {
+                name,
+                attempts,
+                error,
+            } => eprintln!("  ✗ {name}: failed after {attempts} attempt(s): {error}"),
+            P::Sleeping {
+                until,
+                remaining_ms,
+            } => {
+                eprintln!(
+                    "  ⏲ sleeping {} (until {})",
+                    format_duration(remaining_ms),
+                    format_time(until)
+                )
             }
             P::WaitingApproval { gate, message } => {
-                let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+                let message = if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                };
                 eprintln!("  ⏸ waiting for approval at gate {gate:?}{message}");
                 eprintln!("    approve from any terminal: lifeboat approve {run} {gate}");
             }
             P::GateApproved { gate, by } => eprintln!("  ✓ gate {gate:?} approved by {by}"),
             P::Log { message } => eprintln!("  · {message}"),
+            P::Finished => {}
         }
     }
 }
@@ -114,11 +167,27 @@ pub fn outcome(id: &RunId, outcome: &Outcome) -> String {
 /// How a run's state reads in a table, taking into account whether its process is alive.
 fn state_label(run: &RunRecord, live: Option<&LiveInfo>) -> String {
     match (&run.state, live) {
-        (_, Some(LiveInfo { waiting_gate: Some(gate), .. })) => format!("waiting for approval ({gate})"),
+        (
+            _,
+            Some(LiveInfo {
+                waiting_gate: Some(gate),
+                ..
+            }),
+        ) => format!("waiting for approval ({gate})"),
         (_, Some(info)) => format!("running (pid {})", info.pid),
         (RunState::Running { .. }, None) => "interrupted".to_string(),
-        (RunState::Paused { reason: PauseReason::Approval { gate } }, None) => format!("paused at gate {gate}"),
-        (RunState::Paused { reason: PauseReason::StepInDoubt { name, .. } }, None) => format!("paused: step {name:?} in doubt"),
+        (
+            RunState::Paused {
+                reason: PauseReason::Approval { gate },
+            },
+            None,
+        ) => format!("paused at gate {gate}"),
+        (
+            RunState::Paused {
+                reason: PauseReason::StepInDoubt { name, .. },
+            },
+            None,
+        ) => format!("paused: step {name:?} in doubt"),
         (RunState::Paused { .. }, None) => "stopped".to_string(),
         (state, None) => state.label().to_string(),
     }
@@ -162,7 +231,12 @@ pub fn runs(runs: &[RunRecord], live: &HashMap<RunId, LiveInfo>, as_json: bool) 
 }
 
 /// `lifeboat status RUN_ID`.
-pub fn run_status(run: &RunRecord, events: &[EventRecord], live: Option<&LiveInfo>, as_json: bool) -> Result<String, Error> {
+pub fn run_status(
+    run: &RunRecord,
+    events: &[EventRecord],
+    live: Option<&LiveInfo>,
+    as_json: bool,
+) -> Result<String, Error> {
     let view = RunView::from_events(events)?;
     let steps = summarize(&view);
     if as_json {
@@ -180,13 +254,19 @@ pub fn run_status(run: &RunRecord, events: &[EventRecord], live: Option<&LiveInf
     }
     let mut out = String::new();
     let _ = writeln!(out, "run:       {}", run.id);
-    let _ = writeln!(out, "runbook:   {} ({})", run.runbook.name, run.runbook.path);
+    let _ = writeln!(
+        out,
+        "runbook:   {} ({})",
+        run.runbook.name, run.runbook.path
+    );
     let _ = writeln!(out, "state:     {}", state_label(run, live));
     match &run.state {
         RunState::Failed { error, .. } => {
             let _ = writeln!(out, "error:     {error}");
         }
-        RunState::Paused { reason: PauseReason::Stopped { message } } => {
+        RunState::Paused {
+            reason: PauseReason::Stopped { message },
+        } => {
             let _ = writeln!(out, "stopped:   {message}");
         }
         _ => {}
@@ -212,12 +292,21 @@ pub fn run_status(run: &RunRecord, events: &[EventRecord], live: Option<&LiveInf
                 s.key.clone(),
                 s.name.clone(),
                 s.state.clone(),
-                if s.kind == "step" { s.attempts.to_string() } else { "-".to_string() },
-                s.duration_ms.map(format_duration).unwrap_or_else(|| "-".to_string()),
+                if s.kind == "step" {
+                    s.attempts.to_string()
+                } else {
+                    "-".to_string()
+                },
+                s.duration_ms
+                    .map(format_duration)
+                    .unwrap_or_else(|| "-".to_string()),
             ]
         })
         .collect();
-    out.push_str(&table(&["POS", "STEP", "STATE", "ATTEMPTS", "DURATION"], &rows));
+    out.push_str(&table(
+        &["POS", "STEP", "STATE", "ATTEMPTS", "DURATION"],
+        &rows,
+    ));
     Ok(out)
 }
 
@@ -233,21 +322,67 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
         if let Event::StepStarted { key, name, .. } = &record.event {
             names.insert(key, name);
         }
-        let name = |key: &str| names.get(key).map(|n| format!("{n:?}")).unwrap_or_else(|| format!("at {key}"));
+        let name = |key: &str| {
+            names
+                .get(key)
+                .map(|n| format!("{n:?}"))
+                .unwrap_or_else(|| format!("at {key}"))
+        };
         let text = match &record.event {
-            Event::RunStarted { pid, resumed: false } => format!("run started (pid {pid})"),
+            Event::RunStarted {
+                pid,
+                resumed: false,
+            } => format!("run started (pid {pid})"),
             Event::RunStarted { pid, resumed: true } => format!("run resumed (pid {pid})"),
-            Event::StepStarted { key, name, attempt } => format!("step {key} {name:?} started, attempt {attempt}"),
-            Event::StepEffect { key, attempt, what } => format!("step {key} {} attempt {attempt} began changing things ({what})", name(key)),
-            Event::StepSucceeded { key, result, reconciled } => {
-                let how = if *reconciled { " (its check said so)" } else { "" };
-                format!("step {key} {} succeeded{how}: {}", name(key), truncate(&result.to_string(), 200))
+            Event::StepStarted { key, name, attempt } => {
+                format!("step {key} {name:?} started, attempt {attempt}")
             }
-            Event::StepFailed { key, attempt, error, retry_at: Some(at), .. } => {
-                format!("step {key} {} attempt {attempt} failed: {error}; retry at {}", name(key), format_time(*at))
+            Event::StepEffect { key, attempt, what } => format!(
+                "step {key} {} attempt {attempt} began changing things ({what})",
+                name(key)
+            ),
+            Event::StepSucceeded {
+                key,
+                result,
+                reconciled,
+            } => {
+                let how = if *reconciled {
+                    " (its check said so)"
+                } else {
+                    ""
+                };
+                format!(
+                    "step {key} {} succeeded{how}: {}",
+                    name(key),
+                    truncate(&result.to_string(), 200)
+                )
             }
-            Event::StepFailed { key, attempt, error, retry_at: None, .. } => format!("step {key} {} failed (attempt {attempt}): {error}", name(key)),
-            Event::SleepStarted { key, until } => format!("sleep {key} until {}", format_time(*until)),
+            Event::StepFailed {
+                key,
+                attempt,
+                error,
+                retry_at: Some(at),
+                ..
+            } => {
+                format!(
+                    "step {key} {} attempt {attempt} failed: {error}; retry at {}",
+                    name(key),
+                    format_time(*at)
+                )
+            }
+            Event::StepFailed {
+                key,
+                attempt,
+                error,
+                retry_at: None,
+                ..
+            } => format!(
+                "step {key} {} failed (attempt {attempt}): {error}",
+                name(key)
+            ),
+            Event::SleepStarted { key, until } => {
+                format!("sleep {key} until {}", format_time(*until))
+            }
             Event::SleepFinished { key } => format!("sleep {key} done"),
             Event::GateOpened { gate, message, .. } => format!("gate {gate:?} opened: {message}"),
             Event::GateApproved { gate, by } => format!("gate {gate:?} approved by {by}"),

@@ -35,7 +35,13 @@ thread_local! {
 
 /// Makes this thread run lane `prefix` ("" for the main script) until the guard drops.
 pub fn enter(prefix: String) -> LaneGuard {
-    LANE.with(|l| *l.borrow_mut() = Some(Lane { prefix, next: 0, body: None }));
+    LANE.with(|l| {
+        *l.borrow_mut() = Some(Lane {
+            prefix,
+            next: 0,
+            body: None,
+        })
+    });
     LaneGuard
 }
 
@@ -62,7 +68,9 @@ pub fn next_key() -> Result<String, NoPosition> {
         let mut l = l.borrow_mut();
         let lane = l.as_mut().ok_or(NoPosition::NoLane)?;
         if let Some(body) = &lane.body {
-            return Err(NoPosition::InBody { name: body.name.clone() });
+            return Err(NoPosition::InBody {
+                name: body.name.clone(),
+            });
         }
         let key = if lane.prefix.is_empty() {
             lane.next.to_string()
@@ -104,7 +112,11 @@ pub fn mark_effects() {
 
 /// The running body's deadline, if it has one.
 pub fn deadline() -> Option<Instant> {
-    LANE.with(|l| l.borrow().as_ref().and_then(|lane| lane.body.as_ref()?.deadline))
+    LANE.with(|l| {
+        l.borrow()
+            .as_ref()
+            .and_then(|lane| lane.body.as_ref()?.deadline)
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +128,13 @@ mod tests {
         let _g = enter(String::new());
         assert_eq!(next_key().unwrap(), "0");
         assert_eq!(next_key().unwrap(), "1");
-        begin_body(Body { key: "1".into(), name: "s".into(), attempt: 1, effects: false, deadline: None });
+        begin_body(Body {
+            key: "1".into(),
+            name: "s".into(),
+            attempt: 1,
+            effects: false,
+            deadline: None,
+        });
         assert!(matches!(next_key(), Err(NoPosition::InBody { .. })));
         assert!(!end_body().unwrap().effects);
         std::thread::spawn(|| {

@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
-use crate::journal::{self, Event, Journal, PauseReason, RunId, RunRecord, RunState, RunView, RunbookInfo, StepState, Entry};
+use crate::journal::{
+    self, Entry, Event, Journal, PauseReason, RunId, RunRecord, RunState, RunView, RunbookInfo,
+    StepState,
+};
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
 
@@ -36,17 +39,36 @@ pub enum Error {
     #[error("{path}: cannot read the runbook: {message}")]
     RunbookUnreadable { path: String, message: String },
     #[error("{path}:{line}:{column}: {message}")]
-    Compile { path: String, line: usize, column: usize, message: String },
+    Compile {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}:{line}:{column}: {message}")]
-    Declaration { path: String, line: usize, column: usize, message: String },
+    Declaration {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("parameter {name}: {message}")]
     Param { name: String, message: String },
     #[error(transparent)]
     Journal(#[from] journal::Error),
     #[error("the runbook no longer matches run's journal at position {key}: the journal has {recorded}, the runbook now asks for {requested} ({location}). Resume with the runbook the run started with, or start a new run")]
-    Divergence { key: String, recorded: String, requested: String, location: String },
+    Divergence {
+        key: String,
+        recorded: String,
+        requested: String,
+        location: String,
+    },
     #[error("step {name:?} (position {key}) was in flight when the previous process stopped and may have changed things; it has no `check` and is not marked `idempotent: true`, so lifeboat will not run it again on its own. Verify by hand whether it took effect, then either `lifeboat resume {run} --retry-inflight {name:?}` to run it again, or `lifeboat abort {run}`")]
-    InDoubt { key: String, name: String, run: RunId },
+    InDoubt {
+        key: String,
+        name: String,
+        run: RunId,
+    },
     #[error("{location}: {message}")]
     Limit { location: String, message: String },
     #[error("run {id} {reason}")]
@@ -71,17 +93,52 @@ impl Error {
 /// What a live run reports as it goes.
 #[derive(Debug)]
 pub enum Progress<'a> {
-    Started { runbook: &'a str, resumed: bool },
+    Started {
+        runbook: &'a str,
+        resumed: bool,
+    },
     /// A finished step answered from the journal.
-    Replayed { name: &'a str },
-    StepStarted { key: &'a str, name: &'a str, attempt: u32 },
-    StepSucceeded { name: &'a str, elapsed_ms: u64, reconciled: bool },
-    StepRetry { name: &'a str, attempt: u32, error: &'a str, wait_ms: u64 },
-    StepFailed { name: &'a str, attempts: u32, error: &'a str },
-    Sleeping { until: Millis, remaining_ms: u64 },
-    WaitingApproval { gate: &'a str, message: &'a str },
-    GateApproved { gate: &'a str, by: &'a str },
-    Log { message: &'a str },
+    Replayed {
+        name: &'a str,
+    },
+    StepStarted {
+        key: &'a str,
+        name: &'a str,
+        attempt: u32,
+    },
+    StepSucceeded {
+        name: &'a str,
+        elapsed_ms: u64,
+        reconciled: bool,
+    },
+    StepRetry {
+        name: &'a str,
+        attempt: u32,
+        error: &'a str,
+        wait_ms: u64,
+    },
+    StepFailed {
+        name: &'a str,
+        attempts: u32,
+        error: &'a str,
+    },
+    Sleeping {
+        until: Millis,
+        remaining_ms: u64,
+    },
+    WaitingApproval {
+        gate: &'a str,
+        message: &'a str,
+    },
+    GateApproved {
+        gate: &'a str,
+        by: &'a str,
+    },
+    Log {
+        message: &'a str,
+    },
+    /// This execution is over (whatever the outcome).
+    Finished,
 }
 
 /// Receives progress; the CLI prints it, tests may collect it.
@@ -116,8 +173,12 @@ pub enum Outcome {
     Succeeded(Value),
     /// It had succeeded before; nothing ran.
     AlreadySucceeded(Value),
-    Failed { error: String },
-    Aborted { by: String },
+    Failed {
+        error: String,
+    },
+    Aborted {
+        by: String,
+    },
     Paused(PauseReason),
 }
 
@@ -146,13 +207,24 @@ pub struct LiveRuns {
 
 impl LiveRuns {
     pub fn info(&self, id: &RunId) -> Option<LiveInfo> {
-        lock(&self.runs).get(id).map(|ctx| LiveInfo { pid: std::process::id(), waiting_gate: ctx.waiting_gate() })
+        lock(&self.runs).get(id).map(|ctx| LiveInfo {
+            pid: std::process::id(),
+            waiting_gate: ctx.waiting_gate(),
+        })
     }
 
     pub fn all(&self) -> HashMap<RunId, LiveInfo> {
         lock(&self.runs)
             .iter()
-            .map(|(id, ctx)| (id.clone(), LiveInfo { pid: std::process::id(), waiting_gate: ctx.waiting_gate() }))
+            .map(|(id, ctx)| {
+                (
+                    id.clone(),
+                    LiveInfo {
+                        pid: std::process::id(),
+                        waiting_gate: ctx.waiting_gate(),
+                    },
+                )
+            })
             .collect()
     }
 
@@ -191,8 +263,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(journal: Arc<Journal>, clock: Arc<dyn Clock>, observer: Arc<dyn Observer>, limits: Limits) -> Engine {
-        Engine { journal, clock, observer, limits, live: Arc::default() }
+    pub fn new(
+        journal: Arc<Journal>,
+        clock: Arc<dyn Clock>,
+        observer: Arc<dyn Observer>,
+        limits: Limits,
+    ) -> Engine {
+        Engine {
+            journal,
+            clock,
+            observer,
+            limits,
+            live: Arc::default(),
+        }
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -204,7 +287,12 @@ impl Engine {
     }
 
     /// Records a new run (durably) and returns its id; [`Engine::execute`] runs it.
-    pub fn create(&self, runbook: &Runbook, params: serde_json::Map<String, Value>, pre_approved: Vec<String>) -> Result<RunId, Error> {
+    pub fn create(
+        &self,
+        runbook: &Runbook,
+        params: serde_json::Map<String, Value>,
+        pre_approved: Vec<String>,
+    ) -> Result<RunId, Error> {
         let now = self.clock.now();
         let id = RunId::new(now, self.journal.unique()?);
         let record = RunRecord {
@@ -220,7 +308,9 @@ impl Engine {
             pre_approved,
             created_at: now,
             updated_at: now,
-            state: RunState::Running { pid: std::process::id() },
+            state: RunState::Running {
+                pid: std::process::id(),
+            },
         };
         self.journal.create_run(&record)?;
         Ok(id)
@@ -229,25 +319,44 @@ impl Engine {
     /// Executes run `id` from its journal: the whole runbook is replayed, finished steps
     /// answer from the journal, and work continues where it stopped. `replacement` swaps in an
     /// edited runbook; it must agree with everything already journaled.
-    pub fn execute(&self, id: &RunId, replacement: Option<Runbook>, opts: RunOptions) -> Result<Outcome, Error> {
+    pub fn execute(
+        &self,
+        id: &RunId,
+        replacement: Option<Runbook>,
+        opts: RunOptions,
+    ) -> Result<Outcome, Error> {
         let record = self.journal.run(id)?;
         let failed_step = match &record.state {
             RunState::Succeeded { result } => return Ok(Outcome::AlreadySucceeded(result.clone())),
             RunState::Aborted { by } => {
-                return Err(Error::NotResumable { id: id.clone(), reason: format!("was aborted by {by}; its journal is kept, start a new run to recover") })
+                return Err(Error::NotResumable {
+                    id: id.clone(),
+                    reason: format!(
+                        "was aborted by {by}; its journal is kept, start a new run to recover"
+                    ),
+                })
             }
             RunState::Failed { step, .. } => step.clone(),
             _ => None,
         };
         let runbook = match replacement {
             Some(rb) => rb,
-            None => Runbook::from_source(&record.runbook.path, record.source.clone(), &self.limits)?,
+            None => {
+                Runbook::from_source(&record.runbook.path, record.source.clone(), &self.limits)?
+            }
         };
         let events = self.journal.events(id)?;
         let view = RunView::from_events(&events)?;
         let resumed = !events.is_empty();
 
-        self.journal.append(id, self.clock.now(), Event::RunStarted { pid: std::process::id(), resumed })?;
+        self.journal.append(
+            id,
+            self.clock.now(),
+            Event::RunStarted {
+                pid: std::process::id(),
+                resumed,
+            },
+        )?;
         let ctx = Arc::new(RunContext::new(
             id.clone(),
             self.journal.clone(),
@@ -262,30 +371,55 @@ impl Engine {
         ));
         ctx.set_ast(runbook.ast.clone());
         lock(&self.live.runs).insert(id.clone(), ctx.clone());
-        self.observer.progress(id, Progress::Started { runbook: &runbook.path, resumed });
+        self.observer.progress(
+            id,
+            Progress::Started {
+                runbook: &runbook.path,
+                resumed,
+            },
+        );
 
         let outcome = self.evaluate(&ctx, &runbook, &record);
-        lock(&self.live.runs).remove(id);
+        self.observer.progress(id, Progress::Finished);
         let (outcome, event) = match outcome {
             Ok(outcome) => {
                 let event = match &outcome {
-                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => Event::RunSucceeded { result: v.clone() },
-                    Outcome::Failed { error } => Event::RunFailed { error: error.clone(), step: ctx.last_step_failure() },
+                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => {
+                        Event::RunSucceeded { result: v.clone() }
+                    }
+                    Outcome::Failed { error } => Event::RunFailed {
+                        error: error.clone(),
+                        step: ctx.last_step_failure(),
+                    },
                     Outcome::Aborted { by } => Event::RunAborted { by: by.clone() },
-                    Outcome::Paused(reason) => Event::RunPaused { reason: reason.clone() },
+                    Outcome::Paused(reason) => Event::RunPaused {
+                        reason: reason.clone(),
+                    },
                 };
                 (Ok(outcome), event)
             }
             Err(e) => {
-                let event = Event::RunPaused { reason: PauseReason::Stopped { message: e.to_string() } };
+                let event = Event::RunPaused {
+                    reason: PauseReason::Stopped {
+                        message: e.to_string(),
+                    },
+                };
                 (Err(e), event)
             }
         };
-        self.journal.append_durable(id, self.clock.now(), event)?;
+        let recorded = self.journal.append_durable(id, self.clock.now(), event);
+        // Only now leave the live set: the control API then finds the final state on disk.
+        lock(&self.live.runs).remove(id);
+        recorded?;
         outcome
     }
 
-    fn evaluate(&self, ctx: &Arc<RunContext>, runbook: &Runbook, record: &RunRecord) -> Result<Outcome, Error> {
+    fn evaluate(
+        &self,
+        ctx: &Arc<RunContext>,
+        runbook: &Runbook,
+        record: &RunRecord,
+    ) -> Result<Outcome, Error> {
         let mut engine = sandbox::new_engine(&self.limits);
         script_api::register(&mut engine, ctx.clone());
         let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
@@ -306,12 +440,20 @@ impl Engine {
             }
             Err(e) if is_stop(&e) => match ctx.take_fatal() {
                 Some(Error::Paused(reason)) => Ok(Outcome::Paused(reason)),
-                Some(Error::InDoubt { key, name, .. }) => Ok(Outcome::Paused(PauseReason::StepInDoubt { key, name })),
-                Some(Error::Limit { location, message }) => Ok(Outcome::Failed { error: format!("{location}: {message}") }),
+                Some(Error::InDoubt { key, name, .. }) => {
+                    Ok(Outcome::Paused(PauseReason::StepInDoubt { key, name }))
+                }
+                Some(Error::Limit { location, message }) => Ok(Outcome::Failed {
+                    error: format!("{location}: {message}"),
+                }),
                 Some(other) => Err(other),
-                None => Ok(Outcome::Failed { error: "the run was stopped".to_string() }),
+                None => Ok(Outcome::Failed {
+                    error: "the run was stopped".to_string(),
+                }),
             },
-            Err(e) => Ok(Outcome::Failed { error: describe_failure(&runbook.path, &e, &self.limits) }),
+            Err(e) => Ok(Outcome::Failed {
+                error: describe_failure(&runbook.path, &e, &self.limits),
+            }),
         }
     }
 }
@@ -357,16 +499,48 @@ pub struct StepSummary {
 pub fn summarize(view: &RunView) -> Vec<StepSummary> {
     let mut out = Vec::new();
     for key in &view.order {
-        let Some(entry) = view.entries.get(key) else { continue };
+        let Some(entry) = view.entries.get(key) else {
+            continue;
+        };
         let summary = match entry {
-            Entry::Step { name, state, first_started_at } => {
+            Entry::Step {
+                name,
+                state,
+                first_started_at,
+            } => {
                 let (label, attempts, finished, error, result) = match state {
                     StepState::Running { attempt, .. } => ("running", *attempt, None, None, None),
-                    StepState::RetryWait { attempt, error, .. } => ("retry-wait", *attempt, None, Some(error.clone()), None),
-                    StepState::Succeeded { attempts, result, finished_at, reconciled } => {
-                        (if *reconciled { "succeeded (check)" } else { "succeeded" }, *attempts, Some(*finished_at), None, Some(result.clone()))
+                    StepState::RetryWait { attempt, error, .. } => {
+                        ("retry-wait", *attempt, None, Some(error.clone()), None)
                     }
-                    StepState::Failed { attempts, error, finished_at, .. } => ("failed", *attempts, Some(*finished_at), Some(error.clone()), None),
+                    StepState::Succeeded {
+                        attempts,
+                        result,
+                        finished_at,
+                        reconciled,
+                    } => (
+                        if *reconciled {
+                            "succeeded (check)"
+                        } else {
+                            "succeeded"
+                        },
+                        *attempts,
+                        Some(*finished_at),
+                        None,
+                        Some(result.clone()),
+                    ),
+                    StepState::Failed {
+                        attempts,
+                        error,
+                        finished_at,
+                        ..
+                    } => (
+                        "failed",
+                        *attempts,
+                        Some(*finished_at),
+                        Some(error.clone()),
+                        None,
+                    ),
                 };
                 StepSummary {
                     key: key.clone(),
@@ -381,11 +555,23 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
                     result,
                 }
             }
-            Entry::Sleep { until, started_at, finished_at } => StepSummary {
+            Entry::Sleep {
+                until,
+                started_at,
+                finished_at,
+            } => StepSummary {
                 key: key.clone(),
                 kind: "sleep",
-                name: format!("sleep {}", crate::clock::format_duration(until.saturating_sub(*started_at))),
-                state: if finished_at.is_some() { "done" } else { "waiting" }.to_string(),
+                name: format!(
+                    "sleep {}",
+                    crate::clock::format_duration(until.saturating_sub(*started_at))
+                ),
+                state: if finished_at.is_some() {
+                    "done"
+                } else {
+                    "waiting"
+                }
+                .to_string(),
                 attempts: 0,
                 started_at: Some(*started_at),
                 finished_at: *finished_at,
@@ -393,7 +579,9 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
                 error: None,
                 result: None,
             },
-            Entry::Gate { gate, opened_at, .. } => {
+            Entry::Gate {
+                gate, opened_at, ..
+            } => {
                 let by = view.approvals.get(gate);
                 StepSummary {
                     key: key.clone(),
@@ -420,7 +608,9 @@ pub fn open_gates(view: &RunView) -> Vec<String> {
     view.order
         .iter()
         .filter_map(|k| match view.entries.get(k) {
-            Some(Entry::Gate { gate, .. }) if !view.approvals.contains_key(gate) => Some(gate.clone()),
+            Some(Entry::Gate { gate, .. }) if !view.approvals.contains_key(gate) => {
+                Some(gate.clone())
+            }
             _ => None,
         })
         .collect()

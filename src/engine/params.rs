@@ -161,7 +161,11 @@ pub fn resolve(
             None => {
                 return Err(Error::Param {
                     name: name.clone(),
-                    message: format!("missing required {} parameter ({})", spec.ty.name(), spec.help),
+                    message: format!(
+                        "missing required {} parameter ({})",
+                        spec.ty.name(),
+                        spec.help
+                    ),
                 })
             }
         }
@@ -188,25 +192,66 @@ mod tests {
 
     fn specs() -> BTreeMap<String, ParamSpec> {
         let mut s = BTreeMap::new();
-        s.insert("pcc".into(), ParamSpec { ty: ParamType::String, help: "source PCC".into(), default: None });
-        s.insert("n".into(), ParamSpec { ty: ParamType::Int, help: "count".into(), default: Some(3.into()) });
-        s.insert("ips".into(), ParamSpec { ty: ParamType::List, help: "ips".into(), default: Some(Value::Array(vec![])) });
+        s.insert(
+            "pcc".into(),
+            ParamSpec {
+                ty: ParamType::String,
+                help: "source PCC".into(),
+                default: None,
+            },
+        );
+        s.insert(
+            "n".into(),
+            ParamSpec {
+                ty: ParamType::Int,
+                help: "count".into(),
+                default: Some(3.into()),
+            },
+        );
+        s.insert(
+            "ips".into(),
+            ParamSpec {
+                ty: ParamType::List,
+                help: "ips".into(),
+                default: Some(Value::Array(vec![])),
+            },
+        );
         s
     }
 
     #[test]
     fn values_defaults_and_errors() {
-        let v = resolve(&specs(), &[("pcc".into(), "pcc-1".into()), ("ips".into(), "1.2.3.4, 5.6.7.8/30".into())]).unwrap();
+        let v = resolve(
+            &specs(),
+            &[
+                ("pcc".into(), "pcc-1".into()),
+                ("ips".into(), "1.2.3.4, 5.6.7.8/30".into()),
+            ],
+        )
+        .unwrap();
         assert_eq!(v["pcc"], "pcc-1");
         assert_eq!(v["n"], 3);
         assert_eq!(v["ips"], serde_json::json!(["1.2.3.4", "5.6.7.8/30"]));
 
         let missing = resolve(&specs(), &[]).unwrap_err().to_string();
-        assert_eq!(missing, "parameter pcc: missing required string parameter (source PCC)");
-        let typed = resolve(&specs(), &[("pcc".into(), "x".into()), ("n".into(), "many".into())]).unwrap_err().to_string();
+        assert_eq!(
+            missing,
+            "parameter pcc: missing required string parameter (source PCC)"
+        );
+        let typed = resolve(
+            &specs(),
+            &[("pcc".into(), "x".into()), ("n".into(), "many".into())],
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(typed, "parameter n: expected an integer, got \"many\"");
-        let unknown = resolve(&specs(), &[("pc".into(), "x".into())]).unwrap_err().to_string();
-        assert_eq!(unknown, "parameter pc: unknown parameter (declared: ips, n, pcc)");
+        let unknown = resolve(&specs(), &[("pc".into(), "x".into())])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            unknown,
+            "parameter pc: unknown parameter (declared: ips, n, pcc)"
+        );
     }
 
     #[test]

@@ -115,10 +115,14 @@ impl RunContext {
         self.journal.append_durable(
             &self.id,
             self.clock.now(),
-            Event::GateApproved { gate: gate.to_string(), by: by.to_string() },
+            Event::GateApproved {
+                gate: gate.to_string(),
+                by: by.to_string(),
+            },
         )?;
         lock(&self.approvals).insert(gate.to_string(), by.to_string());
-        self.observer.progress(&self.id, Progress::GateApproved { gate, by });
+        self.observer
+            .progress(&self.id, Progress::GateApproved { gate, by });
         self.notify();
         Ok(())
     }
@@ -230,7 +234,13 @@ impl RunContext {
 
     /// The entry recorded at `key`, if it is of the kind the runbook now asks for; a different
     /// entry means the runbook and the journal disagree, which is never guessed around.
-    fn recorded(&self, key: &str, requested: &str, matches: impl Fn(&Entry) -> bool, pos: Position) -> ScriptResult<Option<&Entry>> {
+    fn recorded(
+        &self,
+        key: &str,
+        requested: &str,
+        matches: impl Fn(&Entry) -> bool,
+        pos: Position,
+    ) -> ScriptResult<Option<&Entry>> {
         match self.view.entries.get(key) {
             None => Ok(None),
             Some(entry) if matches(entry) => Ok(Some(entry)),
@@ -255,7 +265,11 @@ impl RunContext {
             script_error(format!("{what} changes things outside lifeboat and must be called inside a step, so that it runs once"), pos)
         })?;
         if !body.effects {
-            self.record(Event::StepEffect { key: body.key.clone(), attempt: body.attempt, what: what.to_string() })?;
+            self.record(Event::StepEffect {
+                key: body.key.clone(),
+                attempt: body.attempt,
+                what: what.to_string(),
+            })?;
             lane::mark_effects();
         }
         self.journal.sync().map_err(|e| self.journal_error(e))
@@ -269,17 +283,26 @@ impl RunContext {
         let (m, cv) = &self.wake;
         loop {
             if self.aborting.load(Ordering::SeqCst) {
-                return Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into());
+                return Err(
+                    EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
+                );
             }
             let now = self.clock.now();
             if now >= until {
                 return Ok(());
             }
-            let mut real = self.clock.real_duration(until - now).min(Duration::from_millis(250));
+            let mut real = self
+                .clock
+                .real_duration(until - now)
+                .min(Duration::from_millis(250));
             if let Some(deadline) = lane::deadline() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(EvalAltResult::ErrorTerminated(TOKEN_TIMEOUT.into(), Position::NONE).into());
+                    return Err(EvalAltResult::ErrorTerminated(
+                        TOKEN_TIMEOUT.into(),
+                        Position::NONE,
+                    )
+                    .into());
                 }
                 real = real.min(left);
             }
@@ -291,25 +314,49 @@ impl RunContext {
     // ----- the script functions -----
 
     /// `step(name, opts, body)`.
-    pub(crate) fn step(&self, ctx: &NativeCallContext, name: &str, opts: rhai::Map, body: FnPtr) -> ScriptResult<Dynamic> {
+    pub(crate) fn step(
+        &self,
+        ctx: &NativeCallContext,
+        name: &str,
+        opts: rhai::Map,
+        body: FnPtr,
+    ) -> ScriptResult<Dynamic> {
         let pos = ctx.call_position();
         let key = self.position("step()", pos)?;
         let opts = StepOptions::from_map(opts).map_err(|m| script_error(m, pos))?;
         let requested = format!("step {name:?}");
-        let entry = self.recorded(&key, &requested, |e| matches!(e, Entry::Step { name: n, .. } if n == name), pos)?;
+        let entry = self.recorded(
+            &key,
+            &requested,
+            |e| matches!(e, Entry::Step { name: n, .. } if n == name),
+            pos,
+        )?;
         let mut first_attempt = 1;
         if let Some(Entry::Step { state, .. }) = entry {
             match state {
                 StepState::Succeeded { result, .. } => {
-                    self.observer.progress(&self.id, Progress::Replayed { name });
+                    self.observer
+                        .progress(&self.id, Progress::Replayed { name });
                     return to_dynamic(result, pos);
                 }
-                StepState::Failed { attempts, error, detail, .. } if self.failed_step.as_deref() != Some(key.as_str()) => {
+                StepState::Failed {
+                    attempts,
+                    error,
+                    detail,
+                    ..
+                } if self.failed_step.as_deref() != Some(key.as_str()) => {
                     // A failure the runbook handled (try/catch) the first time: it sees it again.
-                    self.observer.progress(&self.id, Progress::Replayed { name });
-                    return Err(failure_value(&failed_message(name, *attempts, error), detail, pos));
+                    self.observer
+                        .progress(&self.id, Progress::Replayed { name });
+                    return Err(failure_value(
+                        &failed_message(name, *attempts, error),
+                        detail,
+                        pos,
+                    ));
                 }
-                StepState::Failed { attempts, effects, .. } => {
+                StepState::Failed {
+                    attempts, effects, ..
+                } => {
                     // The failure that ended the run: a resume tries the step again.
                     if *effects {
                         if let Reconciled::Done(v) = self.reconcile(ctx, &key, name, &opts, pos)? {
@@ -318,7 +365,9 @@ impl RunContext {
                     }
                     first_attempt = attempts + 1;
                 }
-                StepState::Running { attempt, effects, .. } => {
+                StepState::Running {
+                    attempt, effects, ..
+                } => {
                     // In flight when the previous process died.
                     if *effects {
                         if let Reconciled::Done(v) = self.reconcile(ctx, &key, name, &opts, pos)? {
@@ -327,7 +376,9 @@ impl RunContext {
                     }
                     first_attempt = attempt + 1;
                 }
-                StepState::RetryWait { attempt, retry_at, .. } => {
+                StepState::RetryWait {
+                    attempt, retry_at, ..
+                } => {
                     self.wait_until(*retry_at)?;
                     first_attempt = attempt + 1;
                 }
@@ -337,8 +388,20 @@ impl RunContext {
     }
 
     /// Decides what to do with a step that may already have changed things.
-    fn reconcile(&self, ctx: &NativeCallContext, key: &str, name: &str, opts: &StepOptions, pos: Position) -> ScriptResult<Reconciled> {
-        if self.opts.retry_inflight.iter().any(|s| s == name || s == key) {
+    fn reconcile(
+        &self,
+        ctx: &NativeCallContext,
+        key: &str,
+        name: &str,
+        opts: &StepOptions,
+        pos: Position,
+    ) -> ScriptResult<Reconciled> {
+        if self
+            .opts
+            .retry_inflight
+            .iter()
+            .any(|s| s == name || s == key)
+        {
             return Ok(Reconciled::RunAgain);
         }
         if let Some(check) = &opts.check {
@@ -353,14 +416,29 @@ impl RunContext {
         if opts.idempotent {
             return Ok(Reconciled::RunAgain);
         }
-        Err(self.fatal(Error::InDoubt { key: key.to_string(), name: name.to_string(), run: self.id.clone() }))
+        Err(self.fatal(Error::InDoubt {
+            key: key.to_string(),
+            name: name.to_string(),
+            run: self.id.clone(),
+        }))
     }
 
     /// Runs a step's `check`: `Some(result)` if it says the step is done.
-    fn run_check(&self, ctx: &NativeCallContext, check: &FnPtr, pos: Position) -> ScriptResult<Option<Dynamic>> {
+    fn run_check(
+        &self,
+        ctx: &NativeCallContext,
+        check: &FnPtr,
+        pos: Position,
+    ) -> ScriptResult<Option<Dynamic>> {
         let answer: Dynamic = check.call_within_context(ctx, ()).map_err(|e| {
             if e.is_catchable() {
-                script_error(format!("the step's check failed, so lifeboat cannot tell whether it is done: {}", plain_message(&e)), pos)
+                script_error(
+                    format!(
+                        "the step's check failed, so lifeboat cannot tell whether it is done: {}",
+                        plain_message(&e)
+                    ),
+                    pos,
+                )
             } else {
                 e
             }
@@ -374,26 +452,77 @@ impl RunContext {
         }
     }
 
-    fn succeed(&self, key: &str, name: &str, result: &Dynamic, reconciled: bool, started: Millis, pos: Position) -> ScriptResult<()> {
-        let json: Value = rhai::serde::from_dynamic(result)
-            .map_err(|e| script_error(format!("the result of step {name:?} cannot be journaled: {}", plain_message(&e)), pos))?;
+    fn succeed(
+        &self,
+        key: &str,
+        name: &str,
+        result: &Dynamic,
+        reconciled: bool,
+        started: Millis,
+        pos: Position,
+    ) -> ScriptResult<()> {
+        let json: Value = rhai::serde::from_dynamic(result).map_err(|e| {
+            script_error(
+                format!(
+                    "the result of step {name:?} cannot be journaled: {}",
+                    plain_message(&e)
+                ),
+                pos,
+            )
+        })?;
         // Durable before the script sees the result: "done" is never reported before it is true.
-        self.record_durable(Event::StepSucceeded { key: key.to_string(), result: json, reconciled })?;
-        let elapsed = if started == 0 { 0 } else { self.clock.now().saturating_sub(started) };
-        self.observer.progress(&self.id, Progress::StepSucceeded { name, elapsed_ms: elapsed, reconciled });
+        self.record_durable(Event::StepSucceeded {
+            key: key.to_string(),
+            result: json,
+            reconciled,
+        })?;
+        let elapsed = if started == 0 {
+            0
+        } else {
+            self.clock.now().saturating_sub(started)
+        };
+        self.observer.progress(
+            &self.id,
+            Progress::StepSucceeded {
+                name,
+                elapsed_ms: elapsed,
+                reconciled,
+            },
+        );
         Ok(())
     }
 
-    fn attempts(&self, ctx: &NativeCallContext, key: &str, name: &str, opts: &StepOptions, body: &FnPtr, first: u32) -> ScriptResult<Dynamic> {
+    fn attempts(
+        &self,
+        ctx: &NativeCallContext,
+        key: &str,
+        name: &str,
+        opts: &StepOptions,
+        body: &FnPtr,
+        first: u32,
+    ) -> ScriptResult<Dynamic> {
         let pos = ctx.call_position();
         let last = first + opts.retries;
         let mut attempt = first;
         loop {
             let started = self.clock.now();
-            self.record(Event::StepStarted { key: key.to_string(), name: name.to_string(), attempt })?;
-            self.observer.progress(&self.id, Progress::StepStarted { key, name, attempt });
-            let deadline = opts.timeout.map(|t| Instant::now() + self.clock.real_duration(t.as_millis() as u64));
-            lane::begin_body(Body { key: key.to_string(), name: name.to_string(), attempt, effects: false, deadline });
+            self.record(Event::StepStarted {
+                key: key.to_string(),
+                name: name.to_string(),
+                attempt,
+            })?;
+            self.observer
+                .progress(&self.id, Progress::StepStarted { key, name, attempt });
+            let deadline = opts
+                .timeout
+                .map(|t| Instant::now() + self.clock.real_duration(t.as_millis() as u64));
+            lane::begin_body(Body {
+                key: key.to_string(),
+                name: name.to_string(),
+                attempt,
+                effects: false,
+                deadline,
+            });
             let outcome: ScriptResult<Dynamic> = body.call_within_context(ctx, ());
             let ended = lane::end_body();
             let effects = ended.as_ref().is_some_and(|b| b.effects);
@@ -403,25 +532,57 @@ impl RunContext {
                     self.succeed(key, name, &value, false, started, pos)?;
                     return Ok(value);
                 }
-                Err(e) if is_token(&e, TOKEN_TIMEOUT) && deadline.is_some_and(|d| Instant::now() >= d) => {
+                Err(e)
+                    if is_token(&e, TOKEN_TIMEOUT)
+                        && deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
                     let t = opts.timeout.unwrap_or_default();
-                    (format!("timed out after {}", humantime::format_duration(t)), Value::Null)
+                    (
+                        format!("timed out after {}", humantime::format_duration(t)),
+                        Value::Null,
+                    )
                 }
                 Err(e) if is_stop(&e) => return Err(e),
                 Err(e) if !e.is_catchable() => {
                     // A sandbox limit: the step failed for good, and so does the run.
-                    let error = format!("{} (at {})", plain_message(&e), error_location(&self.path, &e));
-                    self.record_durable(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: Value::Null, retry_at: None })?;
-                    self.observer.progress(&self.id, Progress::StepFailed { name, attempts: attempt, error: &error });
+                    let error = format!(
+                        "{} (at {})",
+                        plain_message(&e),
+                        error_location(&self.path, &e)
+                    );
+                    self.record_durable(Event::StepFailed {
+                        key: key.to_string(),
+                        attempt,
+                        error: error.clone(),
+                        detail: Value::Null,
+                        retry_at: None,
+                    })?;
+                    self.observer.progress(
+                        &self.id,
+                        Progress::StepFailed {
+                            name,
+                            attempts: attempt,
+                            error: &error,
+                        },
+                    );
                     *lock(&self.last_step_failure) = Some(key.to_string());
                     return Err(e);
                 }
                 Err(e) => {
                     let detail = match e.unwrap_inner() {
-                        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => rhai::serde::from_dynamic(v).unwrap_or(Value::Null),
+                        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => {
+                            rhai::serde::from_dynamic(v).unwrap_or(Value::Null)
+                        }
                         _ => Value::Null,
                     };
-                    (format!("{} (at {})", plain_message(&e), error_location(&self.path, &e)), detail)
+                    (
+                        format!(
+                            "{} (at {})",
+                            plain_message(&e),
+                            error_location(&self.path, &e)
+                        ),
+                        detail,
+                    )
                 }
             };
 
@@ -441,16 +602,47 @@ impl RunContext {
             if retry {
                 let wait = opts.backoff_after(attempt);
                 let retry_at = self.clock.now() + wait.as_millis() as u64;
-                self.record(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: Value::Null, retry_at: Some(retry_at) })?;
-                self.observer.progress(&self.id, Progress::StepRetry { name, attempt, error: &error, wait_ms: wait.as_millis() as u64 });
+                self.record(Event::StepFailed {
+                    key: key.to_string(),
+                    attempt,
+                    error: error.clone(),
+                    detail: Value::Null,
+                    retry_at: Some(retry_at),
+                })?;
+                self.observer.progress(
+                    &self.id,
+                    Progress::StepRetry {
+                        name,
+                        attempt,
+                        error: &error,
+                        wait_ms: wait.as_millis() as u64,
+                    },
+                );
                 self.wait_until(retry_at)?;
                 attempt += 1;
                 continue;
             }
-            self.record_durable(Event::StepFailed { key: key.to_string(), attempt, error: error.clone(), detail: detail.clone(), retry_at: None })?;
-            self.observer.progress(&self.id, Progress::StepFailed { name, attempts: attempt, error: &error });
+            self.record_durable(Event::StepFailed {
+                key: key.to_string(),
+                attempt,
+                error: error.clone(),
+                detail: detail.clone(),
+                retry_at: None,
+            })?;
+            self.observer.progress(
+                &self.id,
+                Progress::StepFailed {
+                    name,
+                    attempts: attempt,
+                    error: &error,
+                },
+            );
             *lock(&self.last_step_failure) = Some(key.to_string());
-            return Err(failure_value(&failed_message(name, attempt, &error), &detail, pos));
+            return Err(failure_value(
+                &failed_message(name, attempt, &error),
+                &detail,
+                pos,
+            ));
         }
     }
 
@@ -463,26 +655,55 @@ impl RunContext {
         }
         let key = self.position("sleep()", pos)?;
         let until = match self.recorded(&key, "sleep", |e| matches!(e, Entry::Sleep { .. }), pos)? {
-            Some(Entry::Sleep { finished_at: Some(_), .. }) => return Ok(()),
+            Some(Entry::Sleep {
+                finished_at: Some(_),
+                ..
+            }) => return Ok(()),
             Some(Entry::Sleep { until, .. }) => *until,
             _ => {
                 let until = self.clock.now() + ms;
                 // Durable, so that a crash during the sleep resumes with the time left.
-                self.record_durable(Event::SleepStarted { key: key.clone(), until })?;
+                self.record_durable(Event::SleepStarted {
+                    key: key.clone(),
+                    until,
+                })?;
                 until
             }
         };
-        self.observer.progress(&self.id, Progress::Sleeping { until, remaining_ms: until.saturating_sub(self.clock.now()) });
+        self.observer.progress(
+            &self.id,
+            Progress::Sleeping {
+                until,
+                remaining_ms: until.saturating_sub(self.clock.now()),
+            },
+        );
         self.wait_until(until)?;
         self.record(Event::SleepFinished { key })
     }
 
     /// `approve(gate, message)`: waits for a person.
-    pub(crate) fn gate(self: &Arc<Self>, pos: Position, gate: &str, message: &str) -> ScriptResult<()> {
+    pub(crate) fn gate(
+        self: &Arc<Self>,
+        pos: Position,
+        gate: &str,
+        message: &str,
+    ) -> ScriptResult<()> {
         let key = self.position("approve()", pos)?;
         let requested = format!("approve {gate:?}");
-        if self.recorded(&key, &requested, |e| matches!(e, Entry::Gate { gate: g, .. } if g == gate), pos)?.is_none() {
-            self.record_durable(Event::GateOpened { key: key.clone(), gate: gate.to_string(), message: message.to_string() })?;
+        if self
+            .recorded(
+                &key,
+                &requested,
+                |e| matches!(e, Entry::Gate { gate: g, .. } if g == gate),
+                pos,
+            )?
+            .is_none()
+        {
+            self.record_durable(Event::GateOpened {
+                key: key.clone(),
+                gate: gate.to_string(),
+                message: message.to_string(),
+            })?;
         }
         if lock(&self.approvals).contains_key(gate) {
             return Ok(());
@@ -492,10 +713,13 @@ impl RunContext {
             return Ok(());
         }
         if self.opts.no_wait {
-            return Err(self.fatal(Error::Paused(PauseReason::Approval { gate: gate.to_string() })));
+            return Err(self.fatal(Error::Paused(PauseReason::Approval {
+                gate: gate.to_string(),
+            })));
         }
         *lock(&self.waiting_gate) = Some(gate.to_string());
-        self.observer.progress(&self.id, Progress::WaitingApproval { gate, message });
+        self.observer
+            .progress(&self.id, Progress::WaitingApproval { gate, message });
         if let Some(prompt) = self.opts.prompt.clone() {
             let (gate, message) = (gate.to_string(), message.to_string());
             let me = Arc::clone(self);
@@ -508,13 +732,20 @@ impl RunContext {
         let (m, cv) = &self.wake;
         let mut seen = lock(m);
         let result = loop {
-            if self.aborting.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) && lock(&self.fatal).is_some() {
-                break Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into());
+            if self.aborting.load(Ordering::SeqCst)
+                || self.stopping.load(Ordering::SeqCst) && lock(&self.fatal).is_some()
+            {
+                break Err(
+                    EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
+                );
             }
             if lock(&self.approvals).contains_key(gate) {
                 break Ok(());
             }
-            seen = cv.wait_timeout(seen, Duration::from_millis(500)).unwrap_or_else(|p| p.into_inner()).0;
+            seen = cv
+                .wait_timeout(seen, Duration::from_millis(500))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         };
         drop(seen);
         *lock(&self.waiting_gate) = None;
@@ -527,34 +758,60 @@ impl RunContext {
             return Ok(self.clock.now() as i64);
         }
         let key = self.position("now()", pos)?;
-        if let Some(Entry::Value { value, .. }) = self.recorded(&key, "now()", |e| matches!(e, Entry::Value { name, .. } if name == "now"), pos)? {
+        if let Some(Entry::Value { value, .. }) = self.recorded(
+            &key,
+            "now()",
+            |e| matches!(e, Entry::Value { name, .. } if name == "now"),
+            pos,
+        )? {
             return Ok(value.as_i64().unwrap_or_default());
         }
         let now = self.clock.now();
-        self.record(Event::ValueRecorded { key, name: "now".to_string(), value: now.into() })?;
+        self.record(Event::ValueRecorded {
+            key,
+            name: "now".to_string(),
+            value: now.into(),
+        })?;
         Ok(now as i64)
     }
 
     /// `log(message)`: journaled and shown once, never again on replay.
     pub(crate) fn log(&self, pos: Position, message: String) -> ScriptResult<()> {
         if lane::current_body().is_some() {
-            self.record(Event::Logged { key: None, message: message.clone() })?;
-            self.observer.progress(&self.id, Progress::Log { message: &message });
+            self.record(Event::Logged {
+                key: None,
+                message: message.clone(),
+            })?;
+            self.observer
+                .progress(&self.id, Progress::Log { message: &message });
             return Ok(());
         }
         let key = self.position("log()", pos)?;
-        if self.recorded(&key, "log", |e| matches!(e, Entry::Log { .. }), pos)?.is_some() {
+        if self
+            .recorded(&key, "log", |e| matches!(e, Entry::Log { .. }), pos)?
+            .is_some()
+        {
             return Ok(());
         }
-        self.record(Event::Logged { key: Some(key), message: message.clone() })?;
-        self.observer.progress(&self.id, Progress::Log { message: &message });
+        self.record(Event::Logged {
+            key: Some(key),
+            message: message.clone(),
+        })?;
+        self.observer
+            .progress(&self.id, Progress::Log { message: &message });
         Ok(())
     }
 
     /// `parallel(items, opts, |item| ...)`: runs the closure for every item, at most `limit` at
     /// once, each in a lane of its own, and returns their results in item order. A branch that
     /// fails does not stop the others; once all are done, the failures are thrown together.
-    pub(crate) fn parallel(&self, ctx: &NativeCallContext, items: Array, opts: rhai::Map, f: FnPtr) -> ScriptResult<Array> {
+    pub(crate) fn parallel(
+        &self,
+        ctx: &NativeCallContext,
+        items: Array,
+        opts: rhai::Map,
+        f: FnPtr,
+    ) -> ScriptResult<Array> {
         let pos = ctx.call_position();
         let base = self.position("parallel()", pos)?;
         let mut limit = 8usize;
@@ -566,19 +823,34 @@ impl RunContext {
                         .ok()
                         .and_then(|n| usize::try_from(n).ok())
                         .filter(|n| *n >= 1)
-                        .ok_or_else(|| script_error("parallel option limit: expected a positive integer".to_string(), pos))?
+                        .ok_or_else(|| {
+                            script_error(
+                                "parallel option limit: expected a positive integer".to_string(),
+                                pos,
+                            )
+                        })?
                 }
-                other => return Err(script_error(format!("unknown parallel option {other:?} (limit)"), pos)),
+                other => {
+                    return Err(script_error(
+                        format!("unknown parallel option {other:?} (limit)"),
+                        pos,
+                    ))
+                }
             }
         }
-        let ast = self.ast.get().cloned().ok_or_else(|| script_error("parallel() called before the run started".into(), pos))?;
+        let ast =
+            self.ast.get().cloned().ok_or_else(|| {
+                script_error("parallel() called before the run started".into(), pos)
+            })?;
         let engine = ctx.engine();
         let n = items.len();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<ScriptResult<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Option<ScriptResult<Dynamic>>>> =
+            (0..n).map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..limit.min(n) {
-                let (next, results, items, f, ast, base) = (&next, &results, &items, &f, &ast, &base);
+                let (next, results, items, f, ast, base) =
+                    (&next, &results, &items, &f, &ast, &base);
                 std::thread::Builder::new()
                     .stack_size(8 << 20)
                     .spawn_scoped(scope, move || loop {
@@ -604,19 +876,33 @@ impl RunContext {
                     out.push(Dynamic::UNIT);
                 }
                 // Not started because the run is stopping.
-                None => return Err(EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()),
+                None => {
+                    return Err(
+                        EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
+                    )
+                }
             }
         }
         if failures.is_empty() {
             Ok(out)
         } else {
-            Err(script_error(format!("{} of {n} parallel branches failed: {}", failures.len(), failures.join("; ")), pos))
+            Err(script_error(
+                format!(
+                    "{} of {n} parallel branches failed: {}",
+                    failures.len(),
+                    failures.join("; ")
+                ),
+                pos,
+            ))
         }
     }
 }
 
 fn failed_message(name: &str, attempts: u32, error: &str) -> String {
-    format!("step {name:?} failed after {attempts} attempt{}: {error}", if attempts == 1 { "" } else { "s" })
+    format!(
+        "step {name:?} failed after {attempts} attempt{}: {error}",
+        if attempts == 1 { "" } else { "s" }
+    )
 }
 
 /// A catchable runtime error at `pos`.
@@ -634,7 +920,8 @@ fn failure_value(message: &str, detail: &Value, pos: Position) -> Box<EvalAltRes
 }
 
 fn to_dynamic(value: &Value, pos: Position) -> ScriptResult<Dynamic> {
-    rhai::serde::to_dynamic(value).map_err(|e| script_error(format!("journaled value cannot be read back: {e}"), pos))
+    rhai::serde::to_dynamic(value)
+        .map_err(|e| script_error(format!("journaled value cannot be read back: {e}"), pos))
 }
 
 pub(crate) fn is_token(err: &EvalAltResult, token: &str) -> bool {

@@ -98,10 +98,16 @@ fn read_declaration(ast: &AST, path: &str, limits: &Limits) -> Result<Declaratio
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.to_string());
     let Some(first) = ast.statements().first() else {
-        return Ok(Declaration { name: default_name, ..Declaration::default() });
+        return Ok(Declaration {
+            name: default_name,
+            ..Declaration::default()
+        });
     };
     if first_call_name(first) != Some("runbook") {
-        return Ok(Declaration { name: default_name, ..Declaration::default() });
+        return Ok(Declaration {
+            name: default_name,
+            ..Declaration::default()
+        });
     }
     let pos = first.position();
     let at = |message: String| Error::Declaration {
@@ -128,7 +134,10 @@ fn read_declaration(ast: &AST, path: &str, limits: &Limits) -> Result<Declaratio
         .take()
         .ok_or_else(|| at("runbook() takes one map".to_string()))?;
 
-    let mut out = Declaration { name: default_name, ..Declaration::default() };
+    let mut out = Declaration {
+        name: default_name,
+        ..Declaration::default()
+    };
     for (key, value) in decl {
         match key.as_str() {
             "name" => out.name = string_field(&value, "name").map_err(at)?,
@@ -140,9 +149,9 @@ fn read_declaration(ast: &AST, path: &str, limits: &Limits) -> Result<Declaratio
                 out.rto_secs = Some(d.as_secs());
             }
             "params" => {
-                let params = value
-                    .try_cast::<Map>()
-                    .ok_or_else(|| at("params must be a map of name: #{ type, help, default_value }".into()))?;
+                let params = value.try_cast::<Map>().ok_or_else(|| {
+                    at("params must be a map of name: #{ type, help, default_value }".into())
+                })?;
                 for (name, spec) in params {
                     let spec = param_spec(&name, spec).map_err(at)?;
                     out.params.insert(name.to_string(), spec);
@@ -189,12 +198,17 @@ fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
                         .map_err(|e| format!("parameter {name}: default_value: {e}"))?,
                 )
             }
-            other => return Err(format!("parameter {name}: unknown field {other:?} (type, help, default_value)")),
+            other => {
+                return Err(format!(
+                    "parameter {name}: unknown field {other:?} (type, help, default_value)"
+                ))
+            }
         }
     }
     let ty = ty.ok_or_else(|| format!("parameter {name}: missing type"))?;
     if let Some(d) = &default {
-        ty.check(d).map_err(|e| format!("parameter {name}: default_value: {e}"))?;
+        ty.check(d)
+            .map_err(|e| format!("parameter {name}: default_value: {e}"))?;
     }
     Ok(ParamSpec { ty, help, default })
 }
@@ -254,7 +268,10 @@ mod tests {
         assert!(e.starts_with("rb.rhai:2:9: "), "{e}");
         let e = load("runbook(#{ nme: \"x\" });").err().unwrap().to_string();
         assert_eq!(e, "rb.rhai:1:1: unknown field \"nme\" in runbook() (known: name, description, rto, params)");
-        let e = load("runbook(#{ params: #{ a: #{ type: \"str\" } } });").err().unwrap().to_string();
+        let e = load("runbook(#{ params: #{ a: #{ type: \"str\" } } });")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("unknown type \"str\""), "{e}");
         let e = load("let a = b;").err().unwrap().to_string();
         assert_eq!(e, "rb.rhai:1:9: Undefined variable: b");
@@ -264,7 +281,8 @@ mod tests {
 
     #[test]
     fn default_name_is_the_file_stem() {
-        let rb = Runbook::from_source("runbooks/move-ips.rhai", "1".into(), &Limits::default()).unwrap();
+        let rb =
+            Runbook::from_source("runbooks/move-ips.rhai", "1".into(), &Limits::default()).unwrap();
         assert_eq!(rb.declaration.name, "move-ips");
     }
 }

@@ -17,55 +17,91 @@ pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
     engine.register_fn("runbook", |_: Map| {});
 
     let c = ctx.clone();
-    engine.register_fn("step", move |call: NativeCallContext, name: &str, body: FnPtr| -> ScriptResult<Dynamic> {
-        c.step(&call, name, Map::new(), body)
-    });
+    engine.register_fn(
+        "step",
+        move |call: NativeCallContext, name: &str, body: FnPtr| -> ScriptResult<Dynamic> {
+            c.step(&call, name, Map::new(), body)
+        },
+    );
     let c = ctx.clone();
-    engine.register_fn("step", move |call: NativeCallContext, name: &str, opts: Map, body: FnPtr| -> ScriptResult<Dynamic> {
-        c.step(&call, name, opts, body)
-    });
+    engine.register_fn(
+        "step",
+        move |call: NativeCallContext,
+              name: &str,
+              opts: Map,
+              body: FnPtr|
+              -> ScriptResult<Dynamic> { c.step(&call, name, opts, body) },
+    );
 
     let c = ctx.clone();
-    engine.register_fn("sleep", move |call: NativeCallContext, d: Dynamic| -> ScriptResult<()> {
-        let pos = call.call_position();
-        let d = duration_option("sleep", &d).map_err(|m| script_error(m, pos))?;
-        c.sleep(pos, d)
-    });
+    engine.register_fn(
+        "sleep",
+        move |call: NativeCallContext, d: Dynamic| -> ScriptResult<()> {
+            let pos = call.call_position();
+            let d = duration_option("sleep", &d).map_err(|m| script_error(m, pos))?;
+            c.sleep(pos, d)
+        },
+    );
 
     let c = ctx.clone();
-    engine.register_fn("approve", move |call: NativeCallContext, gate: &str, message: &str| -> ScriptResult<()> {
-        c.gate(call.call_position(), gate, message)
-    });
+    engine.register_fn(
+        "approve",
+        move |call: NativeCallContext, gate: &str, message: &str| -> ScriptResult<()> {
+            c.gate(call.call_position(), gate, message)
+        },
+    );
     let c = ctx.clone();
-    engine.register_fn("approve", move |call: NativeCallContext, gate: &str| -> ScriptResult<()> {
-        c.gate(call.call_position(), gate, "")
-    });
+    engine.register_fn(
+        "approve",
+        move |call: NativeCallContext, gate: &str| -> ScriptResult<()> {
+            c.gate(call.call_position(), gate, "")
+        },
+    );
 
     let c = ctx.clone();
-    engine.register_fn("log", move |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
-        c.log(call.call_position(), message.to_string())
-    });
+    engine.register_fn(
+        "log",
+        move |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
+            c.log(call.call_position(), message.to_string())
+        },
+    );
 
-    engine.register_fn("fail", |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
-        Err(script_error(message.to_string(), call.call_position()))
-    });
+    engine.register_fn(
+        "fail",
+        |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
+            Err(script_error(message.to_string(), call.call_position()))
+        },
+    );
 
     let c = ctx.clone();
-    engine.register_fn("now", move |call: NativeCallContext| -> ScriptResult<i64> { c.now(call.call_position()) });
-    engine.register_fn("format_time", |ms: i64| crate::clock::format_time(ms.max(0) as u64));
+    engine.register_fn("now", move |call: NativeCallContext| -> ScriptResult<i64> {
+        c.now(call.call_position())
+    });
+    engine.register_fn("format_time", |ms: i64| {
+        crate::clock::format_time(ms.max(0) as u64)
+    });
     // The standard `timestamp()` reads the machine's clock, which a replay would not see again.
     engine.register_fn("timestamp", |call: NativeCallContext| -> ScriptResult<()> {
-        Err(script_error("timestamp() is not available in runbooks: use now(), which is journaled".to_string(), call.call_position()))
+        Err(script_error(
+            "timestamp() is not available in runbooks: use now(), which is journaled".to_string(),
+            call.call_position(),
+        ))
     });
 
     let c = ctx.clone();
-    engine.register_fn("parallel", move |call: NativeCallContext, items: Array, f: FnPtr| -> ScriptResult<Array> {
-        c.parallel(&call, items, Map::new(), f)
-    });
+    engine.register_fn(
+        "parallel",
+        move |call: NativeCallContext, items: Array, f: FnPtr| -> ScriptResult<Array> {
+            c.parallel(&call, items, Map::new(), f)
+        },
+    );
     let c = ctx.clone();
-    engine.register_fn("parallel", move |call: NativeCallContext, items: Array, opts: Map, f: FnPtr| -> ScriptResult<Array> {
-        c.parallel(&call, items, opts, f)
-    });
+    engine.register_fn(
+        "parallel",
+        move |call: NativeCallContext, items: Array, opts: Map, f: FnPtr| -> ScriptResult<Array> {
+            c.parallel(&call, items, opts, f)
+        },
+    );
 
     #[cfg(feature = "test-hooks")]
     test_hooks::register(engine, ctx);
@@ -85,25 +121,39 @@ mod test_hooks {
     use super::super::run::{script_error, RunContext, ScriptResult};
 
     fn ask(line: &str) -> Result<i64, String> {
-        let addr = std::env::var("LIFEBOAT_TEST_COUNTER").map_err(|_| "LIFEBOAT_TEST_COUNTER is not set".to_string())?;
+        let addr = std::env::var("LIFEBOAT_TEST_COUNTER")
+            .map_err(|_| "LIFEBOAT_TEST_COUNTER is not set".to_string())?;
         let mut stream = TcpStream::connect(&addr).map_err(|e| format!("counter {addr}: {e}"))?;
-        stream.write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
         let mut reply = String::new();
-        BufReader::new(stream).read_line(&mut reply).map_err(|e| e.to_string())?;
-        reply.trim().parse().map_err(|_| format!("counter answered {reply:?}"))
+        BufReader::new(stream)
+            .read_line(&mut reply)
+            .map_err(|e| e.to_string())?;
+        reply
+            .trim()
+            .parse()
+            .map_err(|_| format!("counter answered {reply:?}"))
     }
 
     pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
         let c = ctx.clone();
         // A side effect: counted by the service, announced through the barrier first.
-        engine.register_fn("test_effect", move |call: NativeCallContext, name: &str| -> ScriptResult<i64> {
-            let pos = call.call_position();
-            c.before_effect("test_effect", pos)?;
-            ask(&format!("hit {name}")).map_err(|m| script_error(m, pos))
-        });
+        engine.register_fn(
+            "test_effect",
+            move |call: NativeCallContext, name: &str| -> ScriptResult<i64> {
+                let pos = call.call_position();
+                c.before_effect("test_effect", pos)?;
+                ask(&format!("hit {name}")).map_err(|m| script_error(m, pos))
+            },
+        );
         // A read: how many times `name` was hit.
-        engine.register_fn("test_effect_count", |call: NativeCallContext, name: &str| -> ScriptResult<i64> {
-            ask(&format!("get {name}")).map_err(|m| script_error(m, call.call_position()))
-        });
+        engine.register_fn(
+            "test_effect_count",
+            |call: NativeCallContext, name: &str| -> ScriptResult<i64> {
+                ask(&format!("get {name}")).map_err(|m| script_error(m, call.call_position()))
+            },
+        );
     }
 }

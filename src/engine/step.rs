@@ -85,7 +85,8 @@ pub fn duration_option(what: &str, value: &Dynamic) -> Result<Duration, String> 
             .map_err(|_| format!("{what}: a duration cannot be negative"));
     }
     if let Ok(secs) = value.as_float() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| format!("{what}: invalid duration {secs}"));
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{what}: invalid duration {secs}"));
     }
     let text = value
         .clone()
@@ -100,7 +101,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let o = StepOptions { backoff: Duration::from_secs(2), max_backoff: Duration::from_secs(10), ..Default::default() };
+        let o = StepOptions {
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10),
+            ..Default::default()
+        };
         assert_eq!(o.backoff_after(1), Duration::from_secs(2));
         assert_eq!(o.backoff_after(2), Duration::from_secs(4));
         assert_eq!(o.backoff_after(3), Duration::from_secs(8));
@@ -116,6 +121,8 @@ mod tests {
         assert_eq!((o.retries, o.timeout), (3, Some(Duration::from_secs(60))));
         let mut m = Map::new();
         m.insert("retry".into(), Dynamic::from(3_i64));
-        assert!(StepOptions::from_map(m).unwrap_err().contains("unknown step option \"retry\""));
+        assert!(StepOptions::from_map(m)
+            .unwrap_err()
+            .contains("unknown step option \"retry\""));
     }
 }

@@ -24,15 +24,30 @@ pub enum PauseReason {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A process started executing the run (first start or resume).
-    RunStarted { pid: u32, resumed: bool },
+    RunStarted {
+        pid: u32,
+        resumed: bool,
+    },
     /// An attempt of a step's body began.
-    StepStarted { key: String, name: String, attempt: u32 },
+    StepStarted {
+        key: String,
+        name: String,
+        attempt: u32,
+    },
     /// The attempt is about to make its first change outside lifeboat (a mutating API call, a
     /// notification). Written and flushed before that change leaves the process: it is what
     /// makes a step "in doubt" after a crash.
-    StepEffect { key: String, attempt: u32, what: String },
+    StepEffect {
+        key: String,
+        attempt: u32,
+        what: String,
+    },
     /// The step is done; `reconciled` when its `check` said so rather than its body.
-    StepSucceeded { key: String, result: Value, reconciled: bool },
+    StepSucceeded {
+        key: String,
+        result: Value,
+        reconciled: bool,
+    },
     /// An attempt failed; `retry_at` says when the next attempt may start, `None` if none will.
     /// `detail` keeps a structured error value (an API error's fields) when the body threw one.
     StepFailed {
@@ -44,22 +59,50 @@ pub enum Event {
         retry_at: Option<u64>,
     },
     /// A durable sleep began and ends at `until` (epoch ms).
-    SleepStarted { key: String, until: u64 },
-    SleepFinished { key: String },
+    SleepStarted {
+        key: String,
+        until: u64,
+    },
+    SleepFinished {
+        key: String,
+    },
     /// A human gate was reached.
-    GateOpened { key: String, gate: String, message: String },
+    GateOpened {
+        key: String,
+        gate: String,
+        message: String,
+    },
     /// A person (or `--approve`) opened a gate.
-    GateApproved { gate: String, by: String },
+    GateApproved {
+        gate: String,
+        by: String,
+    },
     /// A value the runbook must see identically on replay (`now()`).
-    ValueRecorded { key: String, name: String, value: Value },
+    ValueRecorded {
+        key: String,
+        name: String,
+        value: Value,
+    },
     /// A line from `log()`; `key` is `None` when it was logged inside a step body (the body's
     /// own journaling covers it).
-    Logged { key: Option<String>, message: String },
-    RunPaused { reason: PauseReason },
-    RunSucceeded { result: Value },
+    Logged {
+        key: Option<String>,
+        message: String,
+    },
+    RunPaused {
+        reason: PauseReason,
+    },
+    RunSucceeded {
+        result: Value,
+    },
     /// The run failed; `step` names the step whose failure ended it, if one did.
-    RunFailed { error: String, step: Option<String> },
-    RunAborted { by: String },
+    RunFailed {
+        error: String,
+        step: Option<String>,
+    },
+    RunAborted {
+        by: String,
+    },
 }
 
 impl Event {

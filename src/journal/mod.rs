@@ -40,7 +40,10 @@ pub enum Error {
     #[error("storage error in {}: {detail}", dir.display())]
     Storage { dir: PathBuf, detail: String },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unknown run id {id:?} (`lifeboat status` lists the runs)")]
     UnknownRun { id: String },
     #[error("run {id} already exists in this store")]
@@ -60,7 +63,10 @@ impl Error {
             | Error::NewerSchema { .. }
             | Error::UnknownRun { .. }
             | Error::RunExists { .. } => 2,
-            Error::Storage { .. } | Error::Io { .. } | Error::Decode(_) | Error::IllegalTransition { .. } => 1,
+            Error::Storage { .. }
+            | Error::Io { .. }
+            | Error::Decode(_)
+            | Error::IllegalTransition { .. } => 1,
         }
     }
 }
@@ -108,7 +114,11 @@ impl Journal {
     pub fn with_store(store: Box<dyn Store>, dir: &Path) -> Result<Journal, Error> {
         match store.get(Keyspace::Meta, SCHEMA_KEY)? {
             None => {
-                store.put(Keyspace::Meta, SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                store.put(
+                    Keyspace::Meta,
+                    SCHEMA_KEY,
+                    SCHEMA_VERSION.to_string().as_bytes(),
+                )?;
                 store.flush()?;
             }
             Some(raw) => {
@@ -120,7 +130,10 @@ impl Journal {
                         detail: "unreadable schema version".into(),
                     })?;
                 if found > SCHEMA_VERSION {
-                    return Err(Error::NewerSchema { dir: dir.to_path_buf(), found });
+                    return Err(Error::NewerSchema {
+                        dir: dir.to_path_buf(),
+                        found,
+                    });
                 }
             }
         }
@@ -129,7 +142,10 @@ impl Journal {
             dir: dir.to_path_buf(),
             durability: Durability {
                 written: AtomicU64::new(0),
-                state: Mutex::new(FlushState { durable: 0, flushing: false }),
+                state: Mutex::new(FlushState {
+                    durable: 0,
+                    flushing: false,
+                }),
                 flushed_cv: Condvar::new(),
             },
             header_lock: Mutex::new(()),
@@ -148,8 +164,14 @@ impl Journal {
     /// Stores a new run's header, durably.
     pub fn create_run(&self, record: &RunRecord) -> Result<(), Error> {
         let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.store.get(Keyspace::Runs, record.id.as_str().as_bytes())?.is_some() {
-            return Err(Error::RunExists { id: record.id.to_string() });
+        if self
+            .store
+            .get(Keyspace::Runs, record.id.as_str().as_bytes())?
+            .is_some()
+        {
+            return Err(Error::RunExists {
+                id: record.id.to_string(),
+            });
         }
         self.put_run(record)?;
         self.sync()
@@ -157,7 +179,8 @@ impl Journal {
 
     fn put_run(&self, record: &RunRecord) -> Result<(), Error> {
         let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
-        self.store.put(Keyspace::Runs, record.id.as_str().as_bytes(), &bytes)?;
+        self.store
+            .put(Keyspace::Runs, record.id.as_str().as_bytes(), &bytes)?;
         self.durability.written.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -185,7 +208,8 @@ impl Journal {
         let seq = self.store.next_id()?;
         let record = EventRecord { seq, at, event };
         let bytes = serde_json::to_vec(&record).map_err(|e| Error::Decode(e.to_string()))?;
-        self.store.put(Keyspace::Events, &event_key(id, seq), &bytes)?;
+        self.store
+            .put(Keyspace::Events, &event_key(id, seq), &bytes)?;
         if record.event.is_run_level() {
             let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
             let mut header = self.run(id)?;
@@ -263,12 +287,19 @@ impl Journal {
             )));
         }
         if export.schema_version > SCHEMA_VERSION {
-            return Err(Error::NewerSchema { dir: self.dir.clone(), found: export.schema_version });
+            return Err(Error::NewerSchema {
+                dir: self.dir.clone(),
+                found: export.schema_version,
+            });
         }
         self.create_run(&export.run)?;
         for record in &export.events {
             let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
-            self.store.put(Keyspace::Events, &event_key(&export.run.id, record.seq), &bytes)?;
+            self.store.put(
+                Keyspace::Events,
+                &event_key(&export.run.id, record.seq),
+                &bytes,
+            )?;
             self.durability.written.fetch_add(1, Ordering::AcqRel);
         }
         self.sync()
@@ -317,25 +348,56 @@ mod tests {
             let j = Journal::open(dir.path()).unwrap();
             j.create_run(&record(&id)).unwrap();
             for i in 0..300u32 {
-                j.append(&id, 2, Event::Logged { key: Some(i.to_string()), message: format!("m{i}") }).unwrap();
+                j.append(
+                    &id,
+                    2,
+                    Event::Logged {
+                        key: Some(i.to_string()),
+                        message: format!("m{i}"),
+                    },
+                )
+                .unwrap();
             }
-            j.append_durable(&id, 3, Event::RunSucceeded { result: serde_json::json!(7) }).unwrap();
+            j.append_durable(
+                &id,
+                3,
+                Event::RunSucceeded {
+                    result: serde_json::json!(7),
+                },
+            )
+            .unwrap();
         }
         let j = Journal::open(dir.path()).unwrap();
         let events = j.events(&id).unwrap();
         assert_eq!(events.len(), 301);
         assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
-        assert_eq!(events[299].event, Event::Logged { key: Some("299".into()), message: "m299".into() });
-        assert_eq!(j.run(&id).unwrap().state, RunState::Succeeded { result: serde_json::json!(7) });
+        assert_eq!(
+            events[299].event,
+            Event::Logged {
+                key: Some("299".into()),
+                message: "m299".into()
+            }
+        );
+        assert_eq!(
+            j.run(&id).unwrap().state,
+            RunState::Succeeded {
+                result: serde_json::json!(7)
+            }
+        );
         // A finished run accepts no further run-level event.
-        assert!(j.append(&id, 4, Event::RunAborted { by: "x".into() }).is_err());
+        assert!(j
+            .append(&id, 4, Event::RunAborted { by: "x".into() })
+            .is_err());
     }
 
     #[test]
     fn second_open_is_a_lock_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let _j = Journal::open(dir.path()).unwrap();
-        assert!(matches!(Journal::open(dir.path()), Err(Error::Locked { .. })));
+        assert!(matches!(
+            Journal::open(dir.path()),
+            Err(Error::Locked { .. })
+        ));
     }
 
     #[test]
@@ -346,7 +408,10 @@ mod tests {
             store.put(Keyspace::Meta, SCHEMA_KEY, b"99").unwrap();
             store.flush().unwrap();
         }
-        assert!(matches!(Journal::open(dir.path()), Err(Error::NewerSchema { found: 99, .. })));
+        assert!(matches!(
+            Journal::open(dir.path()),
+            Err(Error::NewerSchema { found: 99, .. })
+        ));
     }
 
     #[test]
@@ -361,7 +426,15 @@ mod tests {
                 let id = &id;
                 s.spawn(move || {
                     for i in 0..50 {
-                        j.append_durable(id, 1, Event::Logged { key: Some(format!("{t}.{i}")), message: String::new() }).unwrap();
+                        j.append_durable(
+                            id,
+                            1,
+                            Event::Logged {
+                                key: Some(format!("{t}.{i}")),
+                                message: String::new(),
+                            },
+                        )
+                        .unwrap();
                     }
                 });
             }

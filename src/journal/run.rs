@@ -43,7 +43,8 @@ impl RunId {
     pub fn parse(s: &str) -> Result<RunId, Error> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(RunId(s.to_string()))
         } else {
@@ -80,11 +81,22 @@ pub struct RunbookInfo {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RunState {
     /// A process (`pid`) is executing it, or was when it died.
-    Running { pid: u32 },
-    Paused { reason: PauseReason },
-    Succeeded { result: Value },
-    Failed { error: String, step: Option<String> },
-    Aborted { by: String },
+    Running {
+        pid: u32,
+    },
+    Paused {
+        reason: PauseReason,
+    },
+    Succeeded {
+        result: Value,
+    },
+    Failed {
+        error: String,
+        step: Option<String>,
+    },
+    Aborted {
+        by: String,
+    },
 }
 
 impl RunState {

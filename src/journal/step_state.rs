@@ -16,12 +16,32 @@ use super::Error;
 pub enum StepState {
     /// An attempt is running, or was when the process died. `effects` says whether it had
     /// started to change things outside lifeboat: only then is a crash a doubt.
-    Running { attempt: u32, started_at: u64, effects: bool },
+    Running {
+        attempt: u32,
+        started_at: u64,
+        effects: bool,
+    },
     /// An attempt failed and the next one may start at `retry_at`.
-    RetryWait { attempt: u32, error: String, retry_at: u64, effects: bool },
-    Succeeded { attempts: u32, result: Value, finished_at: u64, reconciled: bool },
+    RetryWait {
+        attempt: u32,
+        error: String,
+        retry_at: u64,
+        effects: bool,
+    },
+    Succeeded {
+        attempts: u32,
+        result: Value,
+        finished_at: u64,
+        reconciled: bool,
+    },
     /// Failed for good; the last attempt's `effects` is kept for a later resume's decision.
-    Failed { attempts: u32, error: String, detail: Value, finished_at: u64, effects: bool },
+    Failed {
+        attempts: u32,
+        error: String,
+        detail: Value,
+        finished_at: u64,
+        effects: bool,
+    },
 }
 
 impl StepState {
@@ -32,46 +52,86 @@ impl StepState {
         let next = match (state, event) {
             // A first attempt, a retry after a wait, a re-run after a crash, or a new attempt of a
             // step that had failed for good (resume of a failed run).
-            (None | Some(RetryWait { .. }) | Some(Running { .. }) | Some(Failed { .. }),
-             Event::StepStarted { attempt, .. }) => Running {
+            (
+                None | Some(RetryWait { .. }) | Some(Running { .. }) | Some(Failed { .. }),
+                Event::StepStarted { attempt, .. },
+            ) => Running {
                 attempt: *attempt,
                 started_at: at,
                 effects: false,
             },
-            (Some(Running { attempt, started_at, .. }), Event::StepEffect { attempt: a, .. })
-                if a == attempt =>
-            {
-                Running { attempt: *attempt, started_at: *started_at, effects: true }
-            }
-            (Some(Running { attempt, .. } | RetryWait { attempt, .. } | Failed { attempts: attempt, .. }),
-             Event::StepSucceeded { result, reconciled, .. }) => Succeeded {
+            (
+                Some(Running {
+                    attempt,
+                    started_at,
+                    ..
+                }),
+                Event::StepEffect { attempt: a, .. },
+            ) if a == attempt => Running {
+                attempt: *attempt,
+                started_at: *started_at,
+                effects: true,
+            },
+            (
+                Some(
+                    Running { attempt, .. }
+                    | RetryWait { attempt, .. }
+                    | Failed {
+                        attempts: attempt, ..
+                    },
+                ),
+                Event::StepSucceeded {
+                    result, reconciled, ..
+                },
+            ) => Succeeded {
                 attempts: *attempt,
                 result: result.clone(),
                 finished_at: at,
                 reconciled: *reconciled,
             },
-            (Some(Running { attempt, effects, .. }), Event::StepFailed { attempt: a, error, detail, retry_at, .. })
-                if a == attempt =>
-            {
-                match retry_at {
-                    Some(retry_at) => RetryWait {
-                        attempt: *attempt,
-                        error: error.clone(),
-                        retry_at: *retry_at,
-                        effects: *effects,
-                    },
-                    None => Failed {
-                        attempts: *attempt,
-                        error: error.clone(),
-                        detail: detail.clone(),
-                        finished_at: at,
-                        effects: *effects,
-                    },
-                }
-            }
+            (
+                Some(Running {
+                    attempt, effects, ..
+                }),
+                Event::StepFailed {
+                    attempt: a,
+                    error,
+                    detail,
+                    retry_at,
+                    ..
+                },
+            ) if a == attempt => match retry_at {
+                Some(retry_at) => RetryWait {
+                    attempt: *attempt,
+                    error: error.clone(),
+                    retry_at: *retry_at,
+                    effects: *effects,
+                },
+                None => Failed {
+                    attempts: *attempt,
+                    error: error.clone(),
+                    detail: detail.clone(),
+                    finished_at: at,
+                    effects: *effects,
+                },
+            },
             // A step that was in flight at a crash and whose reconciliation failed.
-            (Some(Running { attempt, effects, .. } | RetryWait { attempt, effects, .. }),
-             Event::StepFailed { error, detail, retry_at: None, .. }) => Failed {
+            (
+                Some(
+                    Running {
+                        attempt, effects, ..
+                    }
+                    | RetryWait {
+                        attempt, effects, ..
+                    },
+                ),
+                Event::StepFailed {
+                    error,
+                    detail,
+                    retry_at: None,
+                    ..
+                },
+            ) => Failed {
                 attempts: *attempt,
                 error: error.clone(),
                 detail: detail.clone(),
@@ -108,10 +168,23 @@ pub enum Entry {
         state: StepState,
         first_started_at: u64,
     },
-    Sleep { until: u64, started_at: u64, finished_at: Option<u64> },
-    Gate { gate: String, message: String, opened_at: u64 },
-    Value { name: String, value: Value },
-    Log { message: String },
+    Sleep {
+        until: u64,
+        started_at: u64,
+        finished_at: Option<u64>,
+    },
+    Gate {
+        gate: String,
+        message: String,
+        opened_at: u64,
+    },
+    Value {
+        name: String,
+        value: Value,
+    },
+    Log {
+        message: String,
+    },
 }
 
 impl Entry {
@@ -157,9 +230,11 @@ impl RunView {
             }
             Event::StepStarted { key, name, .. } => {
                 let prev = match self.entries.get(key) {
-                    Some(Entry::Step { state, first_started_at, .. }) => {
-                        Some((state.clone(), *first_started_at))
-                    }
+                    Some(Entry::Step {
+                        state,
+                        first_started_at,
+                        ..
+                    }) => Some((state.clone(), *first_started_at)),
                     Some(other) => {
                         return Err(Error::IllegalTransition {
                             from: other.describe(),
@@ -170,24 +245,36 @@ impl RunView {
                 };
                 let state = StepState::apply(prev.as_ref().map(|p| &p.0), &record.event, at)?;
                 let first_started_at = prev.map_or(at, |p| p.1);
-                self.insert(key, Entry::Step { name: name.clone(), state, first_started_at });
+                self.insert(
+                    key,
+                    Entry::Step {
+                        name: name.clone(),
+                        state,
+                        first_started_at,
+                    },
+                );
             }
-            Event::StepEffect { key, .. } | Event::StepSucceeded { key, .. } | Event::StepFailed { key, .. } => {
-                match self.entries.get_mut(key) {
-                    Some(Entry::Step { state, .. }) => {
-                        *state = StepState::apply(Some(state), &record.event, at)?;
-                    }
-                    _ => {
-                        return Err(Error::IllegalTransition {
-                            from: "new".to_string(),
-                            event: format!("{:?}", record.event),
-                        })
-                    }
+            Event::StepEffect { key, .. }
+            | Event::StepSucceeded { key, .. }
+            | Event::StepFailed { key, .. } => match self.entries.get_mut(key) {
+                Some(Entry::Step { state, .. }) => {
+                    *state = StepState::apply(Some(state), &record.event, at)?;
                 }
-            }
-            Event::SleepStarted { key, until } => {
-                self.insert(key, Entry::Sleep { until: *until, started_at: at, finished_at: None })
-            }
+                _ => {
+                    return Err(Error::IllegalTransition {
+                        from: "new".to_string(),
+                        event: format!("{:?}", record.event),
+                    })
+                }
+            },
+            Event::SleepStarted { key, until } => self.insert(
+                key,
+                Entry::Sleep {
+                    until: *until,
+                    started_at: at,
+                    finished_at: None,
+                },
+            ),
             Event::SleepFinished { key } => {
                 if let Some(Entry::Sleep { finished_at, .. }) = self.entries.get_mut(key) {
                     *finished_at = Some(at);
@@ -195,14 +282,28 @@ impl RunView {
             }
             Event::GateOpened { key, gate, message } => self.insert(
                 key,
-                Entry::Gate { gate: gate.clone(), message: message.clone(), opened_at: at },
+                Entry::Gate {
+                    gate: gate.clone(),
+                    message: message.clone(),
+                    opened_at: at,
+                },
             ),
-            Event::ValueRecorded { key, name, value } => {
-                self.insert(key, Entry::Value { name: name.clone(), value: value.clone() })
-            }
-            Event::Logged { key: Some(key), message } => {
-                self.insert(key, Entry::Log { message: message.clone() })
-            }
+            Event::ValueRecorded { key, name, value } => self.insert(
+                key,
+                Entry::Value {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            ),
+            Event::Logged {
+                key: Some(key),
+                message,
+            } => self.insert(
+                key,
+                Entry::Log {
+                    message: message.clone(),
+                },
+            ),
             Event::Logged { key: None, .. } => {}
             Event::RunStarted { .. }
             | Event::RunPaused { .. }
@@ -225,10 +326,18 @@ mod tests {
     use super::*;
 
     fn started(attempt: u32) -> Event {
-        Event::StepStarted { key: "0".into(), name: "s".into(), attempt }
+        Event::StepStarted {
+            key: "0".into(),
+            name: "s".into(),
+            attempt,
+        }
     }
     fn effect(attempt: u32) -> Event {
-        Event::StepEffect { key: "0".into(), attempt, what: "POST /x".into() }
+        Event::StepEffect {
+            key: "0".into(),
+            attempt,
+            what: "POST /x".into(),
+        }
     }
     fn failed(attempt: u32, retry: bool) -> Event {
         Event::StepFailed {
@@ -240,16 +349,40 @@ mod tests {
         }
     }
     fn succeeded() -> Event {
-        Event::StepSucceeded { key: "0".into(), result: Value::Null, reconciled: false }
+        Event::StepSucceeded {
+            key: "0".into(),
+            result: Value::Null,
+            reconciled: false,
+        }
     }
 
     /// Every (state, event) pair: which are legal and where they lead.
     #[test]
     fn transition_table() {
-        let running = StepState::Running { attempt: 1, started_at: 0, effects: false };
-        let retry = StepState::RetryWait { attempt: 1, error: "e".into(), retry_at: 5, effects: false };
-        let done = StepState::Succeeded { attempts: 1, result: Value::Null, finished_at: 0, reconciled: false };
-        let failed_for_good = StepState::Failed { attempts: 1, error: "e".into(), detail: Value::Null, finished_at: 0, effects: true };
+        let running = StepState::Running {
+            attempt: 1,
+            started_at: 0,
+            effects: false,
+        };
+        let retry = StepState::RetryWait {
+            attempt: 1,
+            error: "e".into(),
+            retry_at: 5,
+            effects: false,
+        };
+        let done = StepState::Succeeded {
+            attempts: 1,
+            result: Value::Null,
+            finished_at: 0,
+            reconciled: false,
+        };
+        let failed_for_good = StepState::Failed {
+            attempts: 1,
+            error: "e".into(),
+            detail: Value::Null,
+            finished_at: 0,
+            effects: true,
+        };
         let table: Vec<(Option<&StepState>, Event, Option<&str>)> = vec![
             (None, started(1), Some("running")),
             (None, effect(1), None),
@@ -288,7 +421,14 @@ mod tests {
     fn effect_marks_the_running_attempt() {
         let s = StepState::apply(None, &started(1), 1).unwrap();
         let s = StepState::apply(Some(&s), &effect(1), 2).unwrap();
-        assert_eq!(s, StepState::Running { attempt: 1, started_at: 1, effects: true });
+        assert_eq!(
+            s,
+            StepState::Running {
+                attempt: 1,
+                started_at: 1,
+                effects: true
+            }
+        );
         let s = StepState::apply(Some(&s), &failed(1, false), 3).unwrap();
         assert!(matches!(s, StepState::Failed { effects: true, .. }));
     }

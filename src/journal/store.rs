@@ -20,12 +20,15 @@ pub enum Keyspace {
     Events,
 }
 
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Ordered key/value storage with an explicit durability point.
 pub trait Store: Send + Sync {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
     fn put(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<(), Error>;
     /// Every pair whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error>;
+    fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error>;
     /// A number never handed out before by this store, even across restarts.
     fn next_id(&self) -> Result<u64, Error>;
     /// Blocks until everything written before the call is on disk.
@@ -115,7 +118,7 @@ impl Store for SledStore {
             .map_err(|e| self.storage_error(e))
     }
 
-    fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error> {
         self.tree(space)
             .scan_prefix(prefix)
             .map(|kv| {

@@ -1,0 +1,292 @@
+//! Bad input: exact messages and exit codes, and nothing lost.
+
+use crate::support::Env;
+
+#[test]
+fn syntax_error_names_file_line_and_column() {
+    let env = Env::new();
+    let rb = env.runbook("broken.rhai", "step(\"a\", || 1);\nlet x = ;\n");
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(out.stderr, format!("error: {rb}:2:9: Unexpected ';'\n"));
+    assert_eq!(out.stdout, "");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(2);
+    assert_eq!(out.stderr, format!("error: {rb}:2:9: Unexpected ';'\n"));
+    // Nothing was created.
+    assert_eq!(env.run(&["status"]).stdout, "no runs\n");
+}
+
+#[test]
+fn undefined_variable_and_disabled_eval_are_compile_errors() {
+    let env = Env::new();
+    let rb = env.runbook("undef.rhai", "step(\"a\", || pcc);\n");
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {rb}:1:14: Undefined variable: pcc\n")
+    );
+    let rb = env.runbook("eval.rhai", "eval(\"1\");\n");
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {rb}:1:1: reserved keyword 'eval' is disabled\n")
+    );
+}
+
+#[test]
+fn missing_unreadable_runbook() {
+    let env = Env::new();
+    let out = env.run(&["check", "no/such.rhai"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: no/such.rhai: cannot read the runbook: No such file or directory (os error 2)\n"
+    );
+}
+
+const DECLARED: &str = r#"runbook(#{
+    name: "relink",
+    description: "Relink the datastores",
+    rto: "4h",
+    params: #{
+        pcc: #{ type: "string", help: "source PCC" },
+        filers: #{ type: "list", help: "filer ids", default_value: [] },
+        wait: #{ type: "duration", help: "how long to wait", default_value: "6h" },
+    },
+});
+step("show", || `${params.pcc} ${params.filers.len()} ${params.wait}`)
+"#;
+
+#[test]
+fn check_prints_the_declaration_without_running_anything() {
+    let env = Env::new();
+    let rb = env.runbook("relink.rhai", DECLARED);
+    let out = env.run(&["check", &rb]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{rb}: ok\nname: relink\ndescription: Relink the datastores\nrto: 4h\nparameters:\n  filers  list      default []        filer ids\n  pcc     string    required          source PCC\n  wait    duration  default \"6h\"      how long to wait\n"
+        )
+    );
+    assert!(!env.db().exists(), "check opens no store");
+}
+
+#[test]
+fn parameters_are_checked_before_any_step_runs() {
+    let env = Env::new();
+    let rb = env.runbook("relink.rhai", DECLARED);
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "error: parameter pcc: missing required string parameter (source PCC)\n"),
+        (&["-p", "pcc=x", "-p", "wait=soon"], "error: parameter wait: expected a duration such as 30s or 1h 30m: expected number at 0\n"),
+        (&["-p", "pcc=x", "-p", "filer=1"], "error: parameter filer: unknown parameter (declared: filers, pcc, wait)\n"),
+        (&["-p", "pcc"], "error: parameter pcc: expected name=value\n"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["run", rb.as_str()];
+        all.extend_from_slice(args);
+        let out = env.run(&all);
+        out.expect_code(2);
+        assert_eq!(&out.stderr, expected, "for {args:?}");
+    }
+    assert_eq!(env.run(&["status"]).stdout, "no runs\n");
+    let out = env.run(&["run", &rb, "-p", "pcc=pcc-1", "-p", "filers=12,13"]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.lines().nth(1), Some("\"pcc-1 2 6h\""));
+}
+
+#[test]
+fn wrongly_typed_parameter() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "n.rhai",
+        "runbook(#{ params: #{ n: #{ type: \"int\", help: \"how many\" } } });\nparams.n\n",
+    );
+    let out = env.run(&["run", &rb, "-p", "n=many"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: parameter n: expected an integer, got \"many\"\n"
+    );
+}
+
+#[test]
+fn bad_declaration_is_located() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "decl.rhai",
+        "\nrunbook(#{ name: \"x\", params: #{ n: #{ type: \"number\", help: \"\" } } });\n",
+    );
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(out.stderr, format!("error: {rb}:2:1: parameter n: unknown type \"number\" (string, int, float, bool, list, map, duration)\n"));
+}
+
+#[test]
+fn unknown_run_id() {
+    let env = Env::new();
+    for cmd in ["resume", "status", "log", "abort", "export"] {
+        let out = env.run(&[cmd, "20991231-000000-dead"]);
+        out.expect_code(2);
+        assert_eq!(
+            out.stderr,
+            "error: unknown run id \"20991231-000000-dead\" (`lifeboat status` lists the runs)\n",
+            "{cmd}"
+        );
+    }
+    let out = env.run(&["approve", "../etc", "go"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: unknown run id \"../etc\" (`lifeboat status` lists the runs)\n"
+    );
+}
+
+#[test]
+fn corrupt_store_is_a_clear_error_not_a_panic() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.db()).unwrap();
+    std::fs::write(env.db().join("conf"), b"this is not sled").unwrap();
+    std::fs::write(env.db().join("db"), vec![0xA5u8; 4096]).unwrap();
+    let out = env.run(&["status"]);
+    out.expect_code(2);
+    let db = env.db();
+    let db = db.display();
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: the journal store {db} could not be opened: "
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(&format!("It may be damaged (for instance by an unclean stop). Move it aside (mv {db} {db}.damaged), then restore runs you exported with `lifeboat import`\n")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"));
+}
+
+#[test]
+fn locked_store_without_an_owner_that_answers() {
+    let env = Env::new();
+    // Hold the store the way a process that serves no control socket would.
+    let _held = lifeboat::journal::Journal::open(&env.db()).unwrap();
+    let out = env.run(&["status"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: the journal store {} is in use by another lifeboat process\n",
+            env.db().display()
+        )
+    );
+}
+
+#[test]
+fn a_second_run_on_a_busy_store_gets_a_clear_message() {
+    let env = Env::new();
+    let rb = env.runbook("gate.rhai", "approve(\"go\", \"ok?\");\n");
+    let mut child = env.spawn(&["run", &rb]);
+    let run = crate::support::read_run_id(&mut child);
+    env.wait_for("the gate", || {
+        env.run(&["status"]).stdout.contains("waiting for approval")
+    });
+    let out = env.run(&["run", &rb]);
+    out.expect_code(2);
+    let pid = child.id();
+    assert_eq!(
+        out.stderr,
+        format!("error: the journal store {} is in use by lifeboat process {pid} (running {run}); a second run needs its own --db (or wait for that one to finish)\n", env.db().display())
+    );
+    env.run(&["abort", &run]).expect_code(0);
+    crate::support::finish(child);
+}
+
+#[test]
+fn endless_loop_ends_the_run_with_its_location() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "loop.rhai",
+        "step(\"a\", || 1);\nlet x = 0;\nloop { x += 1; }\n",
+    );
+    let out = env.run(&["run", &rb, "--max-operations", "100000"]);
+    out.expect_code(1);
+    let run = out.stdout.trim().to_string();
+    assert!(
+        out.stderr.contains(&format!("run {run} failed: {rb}:3:10: the runbook exceeded its limit of 100000 operations (an endless loop?); raise it with --max-operations\n")),
+        "{}",
+        out.stderr
+    );
+    // The journal is intact and says so.
+    let status = env.status(&run);
+    assert_eq!(status["steps"][0]["state"], "succeeded");
+    assert_eq!(status["state"]["state"], "failed");
+}
+
+#[test]
+fn runaway_memory_ends_the_run_with_its_location() {
+    let env = Env::new();
+    let rb = env.runbook("mem.rhai", "let s = \"x\";\nloop { s += s; }\n");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "{rb}:2:10: Length of string exceeded its size limit"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("raise it with --max-string-size or --max-collection-size"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn effects_outside_a_step_and_nested_steps_are_refused() {
+    let env = Env::new().var("LIFEBOAT_TEST_COUNTER", "127.0.0.1:9");
+    let rb = env.runbook("outside.rhai", "test_effect(\"x\");\n");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(1);
+    assert!(out.stderr.contains(&format!("failed: {rb}:1:1: test_effect changes things outside lifeboat and must be called inside a step, so that it runs once\n")), "{}", out.stderr);
+    let rb = env.runbook(
+        "nested.rhai",
+        "step(\"outer\", || step(\"inner\", || 1));\n",
+    );
+    let out = env.run(&["run", &rb]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "step() cannot be called inside the body of step \"outer\"; call it between steps"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sandbox_has_no_files_processes_or_network() {
+    let env = Env::new();
+    for (src, what) in [
+        ("import \"os\" as os;\n", "Module not found"),
+        (
+            "open_file(\"/etc/passwd\")\n",
+            "Function not found: open_file",
+        ),
+        (
+            "timestamp()\n",
+            "timestamp() is not available in runbooks: use now(), which is journaled",
+        ),
+    ] {
+        let rb = env.runbook("sandbox.rhai", src);
+        let out = env.run(&["run", &rb]);
+        assert_ne!(out.code, 0, "{src}");
+        assert!(out.stderr.contains(what), "{src}: {}", out.stderr);
+    }
+}

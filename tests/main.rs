@@ -1,0 +1,7 @@
+//! The one integration-test binary: every test drives the real `lifeboat` binary.
+
+mod support;
+
+mod cli_errors;
+mod crash_resume;
+mod engine_behaviour;

@@ -1,0 +1,211 @@
+//! Test environment: a temporary store, runbooks written on the fly, the real binary, and a
+//! counter service that counts step-body side effects outside the process under test.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A scratch directory with a store in it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            vars: Vec::new(),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    pub fn var(mut self, k: &str, v: impl Into<String>) -> Env {
+        self.vars.push((k.to_string(), v.into()));
+        self
+    }
+
+    /// Writes a runbook into the scratch directory and returns its path.
+    pub fn runbook(&self, name: &str, source: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, source).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--db").arg(self.db()).args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LIFEBOAT_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `status RUN --json`, parsed.
+    pub fn status(&self, run: &str) -> serde_json::Value {
+        let out = self.run(&["status", run, "--json"]);
+        out.expect_code(0);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// Polls until `f` holds, for at most 20 s.
+    #[track_caller]
+    pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Reads a spawned child's output once it has exited.
+pub fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The first line a `run` prints on stdout: its id.
+pub fn read_run_id(child: &mut Child) -> String {
+    let stdout = child.stdout.as_mut().unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    use std::io::Read;
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+/// Replaces what changes from run to run (run ids, timestamps, durations) with placeholders.
+pub fn normalize(text: &str, run: &str) -> String {
+    let out = text.replace(run, "RUN");
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+    let duration = regex::Regex::new(r"\(\d+(\.\d+)?(ms|s)\)").unwrap();
+    let out = time.replace_all(&out, "TIME");
+    duration.replace_all(&out, "(DURATION)").into_owned()
+}
+
+/// A counter service on loopback: `hit NAME` counts and answers the new count, `get NAME`
+/// answers the count. Step bodies reach it through the test-only `test_effect` binding.
+pub struct Counter {
+    pub addr: String,
+    counts: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl Counter {
+    pub fn start() -> Counter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let counts: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        let shared = counts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counts = shared.clone();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let mut writer = stream.try_clone().unwrap();
+                    if BufReader::new(stream).read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut counts = counts.lock().unwrap();
+                    let reply = match line.trim().split_once(' ') {
+                        Some(("hit", name)) => {
+                            let n = counts.entry(name.to_string()).or_default();
+                            *n += 1;
+                            *n
+                        }
+                        Some(("get", name)) => counts.get(name).copied().unwrap_or(0),
+                        _ => -1,
+                    };
+                    drop(counts);
+                    let _ = writer.write_all(format!("{reply}\n").as_bytes());
+                });
+            }
+        });
+        Counter { addr, counts }
+    }
+
+    pub fn count(&self, name: &str) -> i64 {
+        self.counts.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn counts(&self) -> HashMap<String, i64> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+/// A small deterministic generator for kill delays (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
