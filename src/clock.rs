@@ -44,11 +44,14 @@ pub struct ScaledClock {
 }
 
 impl ScaledClock {
+    /// The anchor when none is given: 2025-01-01T00:00:00Z. Fixed, so that processes agree.
+    pub const DEFAULT_ANCHOR: Millis = 1_735_689_600_000;
+
     /// Parses `SCALE` or `SCALE@ANCHOR_MS`, the form of `LIFEBOAT_CLOCK`.
     pub fn parse(spec: &str) -> Option<ScaledClock> {
         let (scale, anchor) = match spec.split_once('@') {
             Some((s, a)) => (s, a.parse().ok()?),
-            None => (spec, 0),
+            None => (spec, Self::DEFAULT_ANCHOR),
         };
         let scale: u64 = scale.trim_start_matches("scale:").parse().ok()?;
         (scale >= 1).then_some(ScaledClock { anchor, scale })
@@ -67,7 +70,17 @@ impl Clock for ScaledClock {
 
 /// Formats an epoch-ms time as RFC 3339 with milliseconds, UTC.
 pub fn format_time(ms: Millis) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    // humantime refuses years past 9999 (a heavily compressed clock can get there).
+    match write!(
+        out,
+        "{}",
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+    ) {
+        Ok(()) => out,
+        Err(_) => format!("{ms}ms"),
+    }
 }
 
 /// Formats a duration the way operators read it: `850ms`, `12.3s`, `4m 05s`, `2h 10m`.

@@ -5,3 +5,4 @@ mod support;
 mod cli_errors;
 mod crash_resume;
 mod engine_behaviour;
+mod runbooks;

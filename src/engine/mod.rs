@@ -294,7 +294,7 @@ impl Engine {
         pre_approved: Vec<String>,
     ) -> Result<RunId, Error> {
         let now = self.clock.now();
-        let id = RunId::new(now, self.journal.unique()?);
+        let id = RunId::new(self.journal.unique()?);
         let record = RunRecord {
             id: id.clone(),
             runbook: RunbookInfo {

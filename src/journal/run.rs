@@ -14,12 +14,10 @@ use super::Error;
 pub struct RunId(String);
 
 impl RunId {
-    /// A fresh id from the start time (epoch ms) and a number unique in this store.
-    pub fn new(now_ms: u64, unique: u64) -> RunId {
-        let stamp = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms),
-        )
-        .to_string();
+    /// A fresh id from the wall-clock time and a number unique in this store. The wall clock,
+    /// not the engine's: ids say when a run really started, even under a compressed clock.
+    pub fn new(unique: u64) -> RunId {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         // 2026-11-23T12:01:02Z -> 20261123-120102
         let digits: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
         // Unique within the store by `unique`; the pid and clock make collisions between stores

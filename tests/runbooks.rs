@@ -1,0 +1,77 @@
+//! What we ship is tested: every runbook in `runbooks/` and every example in the docs passes
+//! `lifeboat check`, and the examples run.
+
+use crate::support::Env;
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_shipped_runbook_passes_check() {
+    let env = Env::new();
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo("runbooks")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let out = env.run(&["check", path.to_str().unwrap()]);
+            out.expect_code(0);
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn the_example_runbook_runs() {
+    let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
+    let out = env.run(&[
+        "run",
+        &repo("runbooks/example.rhai"),
+        "-p",
+        "target=rbx",
+        "--approve",
+        "all",
+    ]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout.lines().nth(1),
+        Some("{\"items\":3,\"target\":\"rbx\"}")
+    );
+}
+
+/// The ```rhai blocks of a markdown file.
+fn rhai_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```rhai") => current = Some(String::new()),
+            (Some(_), l) if l.starts_with("```") => blocks.push(current.take().unwrap()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn runbook_language_examples_check_and_run() {
+    let doc = std::fs::read_to_string(repo("docs/runbook-language.md")).unwrap();
+    let blocks = rhai_blocks(&doc);
+    assert!(blocks.len() >= 7, "found {} examples", blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
+        let rb = env.runbook(&format!("example{i}.rhai"), block);
+        env.run(&["check", &rb]).expect_code(0);
+        let mut args = vec!["run", rb.as_str(), "--approve", "all"];
+        if block.contains("source_pcc:") {
+            args.extend(["-p", "source_pcc=pcc-1"]);
+        }
+        let out = env.run(&args);
+        assert_eq!(out.code, 0, "example {i}:\n{block}\n{}", out.stderr);
+    }
+}
