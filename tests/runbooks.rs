@@ -59,10 +59,10 @@ fn rhai_blocks(markdown: &str) -> Vec<String> {
 }
 
 #[test]
-fn runbook_language_examples_check_and_run() {
-    let doc = std::fs::read_to_string(repo("docs/runbook-language.md")).unwrap();
-    let blocks = rhai_blocks(&doc);
-    assert!(blocks.len() >= 7, "found {} examples", blocks.len());
+fn runbook_language_and_readme_examples_check_and_run() {
+    let mut blocks = rhai_blocks(&std::fs::read_to_string(repo("docs/runbook-language.md")).unwrap());
+    blocks.extend(rhai_blocks(&std::fs::read_to_string(repo("README.md")).unwrap()));
+    assert!(blocks.len() >= 8, "found {} examples", blocks.len());
     for (i, block) in blocks.iter().enumerate() {
         let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
         let rb = env.runbook(&format!("example{i}.rhai"), block);
@@ -70,6 +70,9 @@ fn runbook_language_examples_check_and_run() {
         let mut args = vec!["run", rb.as_str(), "--approve", "all"];
         if block.contains("source_pcc:") {
             args.extend(["-p", "source_pcc=pcc-1"]);
+        }
+        if block.contains("target: #{") {
+            args.extend(["-p", "target=rbx"]);
         }
         let out = env.run(&args);
         assert_eq!(out.code, 0, "example {i}:\n{block}\n{}", out.stderr);
