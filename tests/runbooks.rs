@@ -60,8 +60,11 @@ fn rhai_blocks(markdown: &str) -> Vec<String> {
 
 #[test]
 fn runbook_language_and_readme_examples_check_and_run() {
-    let mut blocks = rhai_blocks(&std::fs::read_to_string(repo("docs/runbook-language.md")).unwrap());
-    blocks.extend(rhai_blocks(&std::fs::read_to_string(repo("README.md")).unwrap()));
+    let mut blocks =
+        rhai_blocks(&std::fs::read_to_string(repo("docs/runbook-language.md")).unwrap());
+    blocks.extend(rhai_blocks(
+        &std::fs::read_to_string(repo("README.md")).unwrap(),
+    ));
     assert!(blocks.len() >= 8, "found {} examples", blocks.len());
     for (i, block) in blocks.iter().enumerate() {
         let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
