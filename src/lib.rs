@@ -9,6 +9,9 @@
 //!   parallel branches, the sandbox).
 //! - [`journal`]: the durable record of every run; the only module that touches storage.
 //! - [`control`]: the control API other terminals use while a process holds the store.
+//! - [`ovh`]: the OVHcloud API client (signing, typed calls, retries, task waits).
+//! - [`sim`]: `lifeboat sim`, a local twin of the OVH API calls recoveries make.
+//! - [`secret`]: credentials that never print.
 //! - [`clock`]: time, passed in so tests and rehearsals can compress it.
 //! - [`cli`]: the command line.
 //! - [`error`]: the crate error and its exit-code policy.
@@ -19,5 +22,8 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod journal;
+pub mod ovh;
+pub mod secret;
+pub mod sim;
 
 pub use error::Error;

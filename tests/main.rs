@@ -5,4 +5,7 @@ mod support;
 mod cli_errors;
 mod crash_resume;
 mod engine_behaviour;
+mod ovh_client;
+mod python_client;
 mod runbooks;
+mod sim_rules;

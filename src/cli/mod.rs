@@ -94,6 +94,24 @@ enum Command {
     },
     /// Add a run exported with `lifeboat export` to the store.
     Import { file: String },
+    /// Serve the OVH API simulator; prints its base URL first, then ready-to-paste settings.
+    Sim {
+        /// The account to simulate (JSON, see docs/simulator.md); the built-in demo account if absent.
+        #[arg(long, value_name = "FILE")]
+        fixture: Option<String>,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Run task durations this many times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Also append every request to this JSONL file.
+        #[arg(long, value_name = "FILE")]
+        request_log: Option<PathBuf>,
+        /// Token for the /_sim admin endpoints (random if absent; printed).
+        #[arg(long, env = "LIFEBOAT_SIM_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
 }
 
 /// Sandbox limits for runbooks.
@@ -285,6 +303,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             }
             Ok(0)
         }
+        Command::Sim {
+            fixture,
+            listen,
+            speed,
+            request_log,
+            admin_token,
+        } => sim(fixture, &listen, speed, request_log, admin_token),
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
                 path: file.clone(),
@@ -297,6 +322,66 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             })?)
         }
     }
+}
+
+fn sim(
+    fixture: Option<String>,
+    listen: &str,
+    speed: f64,
+    request_log: Option<PathBuf>,
+    admin_token: Option<String>,
+) -> Result<u8, Error> {
+    use crate::sim::{Options, Sim};
+    if !(speed > 0.0 && speed.is_finite()) {
+        return Err(Error::Usage(format!(
+            "--speed must be a positive number, not {speed}"
+        )));
+    }
+    let demo = fixture.is_none();
+    let fixture = match &fixture {
+        Some(path) => Sim::load_fixture(path).map_err(|e| Error::Usage(e.to_string()))?,
+        None => Sim::demo_fixture(),
+    };
+    let account = fixture.account.clone();
+    let mut opts = Options {
+        speed,
+        request_log,
+        ..Options::default()
+    };
+    if let Some(token) = admin_token {
+        opts.admin_token = token;
+    }
+    let sim = Sim::new(fixture, opts).map_err(|e| Error::Usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::Usage(format!("--listen {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let base = format!("http://{addr}/1.0");
+        let mut out = std::io::stdout().lock();
+        use std::io::Write as _;
+        let _ = writeln!(out, "{base}");
+        if demo {
+            let _ = writeln!(out, "OVH_ENDPOINT={base}");
+            let _ = writeln!(out, "OVH_APPLICATION_KEY={}", account.application_key);
+            let _ = writeln!(out, "OVH_APPLICATION_SECRET={}", account.application_secret);
+            let _ = writeln!(out, "OVH_CONSUMER_KEY={}", account.consumer_key);
+        }
+        let _ = writeln!(out, "LIFEBOAT_SIM_ADMIN_TOKEN={}", sim.admin_token());
+        let _ = out.flush();
+        drop(out);
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        crate::sim::serve(listener, sim, shutdown)
+            .await
+            .map_err(|e| Error::Usage(format!("simulator: {e}")))
+    })?;
+    Ok(0)
 }
 
 /// Opens the store for executing a run, and serves the control API for other terminals.

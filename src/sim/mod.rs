@@ -1,0 +1,776 @@
+//! `lifeboat sim`: a local twin of the OVH API calls recoveries make.
+//!
+//! It verifies signatures and timestamps like OVH, enforces the access rules of the consumer
+//! key and the rules of OVH's guides (zones, whole blocks, virtual MACs, `sbg1a`,
+//! certifications), runs tasks through their states over (scalable) time, records every request,
+//! and can be told to misbehave. OVH's paths live under `/1.0`; the simulator's own admin
+//! endpoints live under `/_sim` and need the admin token, never OVH credentials.
+//!
+//! [`serve`] takes its listener and shutdown signal from the caller, so tests run many
+//! simulators on port 0 in parallel.
+
+pub mod faults;
+pub mod world;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::ovh::signature;
+use faults::{Fault, FaultKind};
+use world::{Fixture, Refusal, TaskKind, World};
+
+/// The built-in demo account (the SBG incident, in miniature).
+pub const DEMO_FIXTURE: &str = include_str!("demo-fixture.json");
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Time runs this many times faster for tasks (a "six hour" copy takes 6h / speed).
+    pub speed: f64,
+    /// Token for `/_sim` (header `X-Sim-Admin`).
+    pub admin_token: String,
+    /// Also append every request to this JSONL file.
+    pub request_log: Option<PathBuf>,
+    /// Accepted distance between a request's timestamp and the simulator's clock.
+    pub timestamp_window: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            speed: 1.0,
+            admin_token: random_token(),
+            request_log: None,
+            timestamp_window: Duration::from_secs(300),
+        }
+    }
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("fixture {path}: {message}")]
+    Fixture { path: String, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running simulator's state.
+pub struct Sim {
+    world: Mutex<World>,
+    started: Instant,
+    /// Unix time (seconds) when the simulator started: task dates count from it.
+    epoch: f64,
+    opts: Options,
+    faults: Mutex<Vec<(Fault, u32)>>,
+    log: Mutex<Vec<Value>>,
+    log_file: Option<Mutex<std::fs::File>>,
+    queries: AtomicU64,
+}
+
+impl Sim {
+    pub fn new(fixture: Fixture, opts: Options) -> Result<Arc<Sim>, Error> {
+        let log_file = match &opts.request_log {
+            Some(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+            None => None,
+        };
+        let faults = fixture.faults.iter().cloned().map(|f| (f, 0)).collect();
+        Ok(Arc::new(Sim {
+            world: Mutex::new(World::new(fixture)),
+            started: Instant::now(),
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            opts,
+            faults: Mutex::new(faults),
+            log: Mutex::new(Vec::new()),
+            log_file,
+            queries: AtomicU64::new(0),
+        }))
+    }
+
+    /// Reads a fixture file (JSON).
+    pub fn load_fixture(path: &str) -> Result<Fixture, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Fixture {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        parse_fixture(path, &text)
+    }
+
+    pub fn demo_fixture() -> Fixture {
+        parse_fixture("demo", DEMO_FIXTURE).expect("the built-in fixture parses")
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.opts.admin_token
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        w.advance(self.now());
+        w
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The emails OVH would have sent so far.
+    pub fn emails(&self) -> Vec<Value> {
+        self.world().emails.clone()
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((fault, 0));
+    }
+
+    /// The account's current state as a fixture (credentials left out).
+    pub fn state(&self) -> Value {
+        let w = self.world();
+        let mut v = serde_json::to_value(&w.fixture).unwrap_or(Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("account");
+            obj.remove("faults");
+        }
+        v
+    }
+
+    fn record(&self, entry: Value) {
+        if let Some(file) = &self.log_file {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(f, "{entry}");
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entry);
+    }
+
+    /// The faults a request meets: every matching latency, and the first matching answer
+    /// (status, 429, drop), each counted against its `times`.
+    fn take_fault(&self, method: &str, path: &str) -> Vec<FaultKind> {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let mut answered = false;
+        for (fault, used) in faults.iter_mut() {
+            if !fault.matches(method, path) || fault.times.is_some_and(|t| *used >= t) {
+                continue;
+            }
+            let is_latency = matches!(fault.kind, FaultKind::Latency { .. });
+            if !is_latency && answered {
+                continue;
+            }
+            answered |= !is_latency;
+            *used += 1;
+            out.push(fault.kind.clone());
+        }
+        out
+    }
+}
+
+fn parse_fixture(path: &str, text: &str) -> Result<Fixture, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Fixture {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// The simulator's routes: OVH's under `/1.0`, admin under `/_sim`.
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/1.0/{*rest}", any(ovh))
+        .route("/_sim/{*rest}", any(admin))
+        .with_state(sim)
+}
+
+/// Serves until `shutdown` completes. Tasks also end (and send their emails) when nobody polls.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sim: Arc<Sim>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ticker = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(sim.world());
+            }
+        })
+    };
+    let result = axum::serve(listener, router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    result
+}
+
+fn reason(status: u16) -> &'static str {
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
+}
+
+fn error_response(
+    status: u16,
+    message: &str,
+    error_code: Option<&str>,
+    query_id: &str,
+) -> Response {
+    let class = match status {
+        400 => "Client::BadRequest",
+        401 => "Client::Unauthorized",
+        403 => "Client::Forbidden",
+        404 => "Client::NotFound",
+        409 => "Client::Conflict",
+        429 => "Client::TooManyRequests",
+        _ => "Server::InternalServerError",
+    };
+    let mut body = json!({ "message": message, "httpCode": format!("{status} {}", reason(status)), "class": class });
+    if let Some(code) = error_code {
+        body["errorCode"] = json!(code);
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [
+            ("X-Ovh-QueryID", query_id.to_string()),
+            (
+                "Content-Type",
+                "application/json; charset=utf-8".to_string(),
+            ),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok_response(body: Value, query_id: &str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("X-Ovh-QueryID", query_id.to_string()),
+            (
+                "Content-Type",
+                "application/json; charset=utf-8".to_string(),
+            ),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks a signed request like OVH: application key, consumer key, timestamp, signature, and
+/// the consumer key's access rules.
+fn authenticate(
+    sim: &Sim,
+    method: &str,
+    api_path: &str,
+    url: &str,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<(), Refusal> {
+    let w = sim.world.lock().unwrap_or_else(|p| p.into_inner());
+    let account = &w.fixture.account;
+    let refuse = |status: u16, message: &str, code: &'static str| Refusal {
+        status,
+        message: message.into(),
+        error_code: Some(code),
+    };
+    let ak = header(headers, "X-Ovh-Application")
+        .ok_or_else(|| refuse(401, "You must login first", "NOT_AUTHENTICATED"))?;
+    if ak != account.application_key {
+        return Err(refuse(
+            403,
+            "This application key is invalid",
+            "INVALID_KEY",
+        ));
+    }
+    let ck = header(headers, "X-Ovh-Consumer")
+        .ok_or_else(|| refuse(401, "You must login first", "NOT_AUTHENTICATED"))?;
+    if ck != account.consumer_key {
+        return Err(refuse(
+            403,
+            "This credential does not exist",
+            "INVALID_CREDENTIAL",
+        ));
+    }
+    let ts: i64 = header(headers, "X-Ovh-Timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| refuse(400, "Invalid timestamp", "INVALID_SIGNATURE"))?;
+    let server_now = (sim.epoch + sim.now()) as i64;
+    if (ts - server_now).unsigned_abs() > sim.opts.timestamp_window.as_secs() {
+        return Err(refuse(400, "Query out of time", "QUERY_TIME_OUT"));
+    }
+    let expected = signature::sign(
+        &account.application_secret,
+        &account.consumer_key,
+        method,
+        url,
+        body,
+        ts,
+    );
+    if header(headers, "X-Ovh-Signature") != Some(expected.as_str()) {
+        return Err(refuse(400, "Invalid signature", "INVALID_SIGNATURE"));
+    }
+    if !account
+        .access_rules
+        .iter()
+        .any(|r| r.allows(method, api_path))
+    {
+        return Err(refuse(
+            403,
+            "This call has not been granted",
+            "NOT_GRANTED_CALL",
+        ));
+    }
+    Ok(())
+}
+
+async fn ovh(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query_id = format!(
+        "SIM.ws-1.{:08x}.{}",
+        sim.epoch as u64,
+        sim.queries.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    let method = method.as_str().to_string();
+    let raw_path = uri.path().to_string();
+    let api_path = raw_path
+        .strip_prefix("/1.0")
+        .unwrap_or(&raw_path)
+        .to_string();
+    let body_text = String::from_utf8_lossy(&body).into_owned();
+    let faults = sim.take_fault(&method, &api_path);
+
+    let mut latency = Duration::ZERO;
+    let mut forced: Option<Response> = None;
+    for fault in &faults {
+        match fault {
+            FaultKind::Latency { ms } => latency += Duration::from_millis(*ms),
+            FaultKind::Status { status, message } => {
+                forced.get_or_insert_with(|| {
+                    error_response(
+                        *status,
+                        message
+                            .as_deref()
+                            .unwrap_or("Internal server error (injected)"),
+                        None,
+                        &query_id,
+                    )
+                });
+            }
+            FaultKind::TooManyRequests { retry_after } => {
+                let mut r = error_response(429, "Too many requests", None, &query_id);
+                r.headers_mut().insert(
+                    "Retry-After",
+                    retry_after
+                        .to_string()
+                        .parse()
+                        .expect("digits are a valid header"),
+                );
+                forced.get_or_insert(r);
+            }
+            FaultKind::Drop => {}
+        }
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let dropped = faults.iter().any(|f| matches!(f, FaultKind::Drop));
+
+    let response = if let Some(r) = forced {
+        r
+    } else if dropped {
+        // Let the request take effect as if OVH had processed it, then lose the answer: the
+        // client cannot know whether it happened.
+        let host = header(&headers, "host").unwrap_or("localhost").to_string();
+        let url = format!(
+            "http://{host}{}",
+            uri.path_and_query()
+                .map_or(raw_path.as_str(), |p| p.as_str())
+        );
+        let _ = handle(
+            &sim, &method, &api_path, &uri, &url, &headers, &body_text, &query_id,
+        );
+        sim.record(json!({ "method": method, "path": api_path, "query": uri.query(), "body": body_json(&body_text), "status": 0, "query_id": query_id, "dropped": true }));
+        // Unwinding ends the connection's task without an answer (and without a panic message).
+        std::panic::resume_unwind(Box::new("connection dropped by an injected fault"));
+    } else {
+        let host = header(&headers, "host").unwrap_or("localhost").to_string();
+        let url = format!(
+            "http://{host}{}",
+            uri.path_and_query()
+                .map_or(raw_path.as_str(), |p| p.as_str())
+        );
+        match handle(
+            &sim, &method, &api_path, &uri, &url, &headers, &body_text, &query_id,
+        ) {
+            Ok(v) => ok_response(v, &query_id),
+            Err(r) => error_response(r.status, &r.message, r.error_code, &query_id),
+        }
+    };
+    sim.record(json!({
+        "method": method, "path": api_path, "query": uri.query(), "body": body_json(&body_text),
+        "status": response.status().as_u16(), "query_id": query_id,
+    }));
+    response
+}
+
+fn body_json(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    }
+}
+
+fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (decode_segment(k) == name).then(|| decode_segment(v))
+    })
+}
+
+fn no_route(method: &str, path: &str) -> Refusal {
+    Refusal {
+        status: 404,
+        message: format!("No route for {method} {path}"),
+        error_code: None,
+    }
+}
+
+fn body_field(body: &str, field: &str) -> Result<Value, Refusal> {
+    let v: Value = serde_json::from_str(body).map_err(|_| Refusal {
+        status: 400,
+        message: "Invalid JSON body".into(),
+        error_code: None,
+    })?;
+    v.get(field)
+        .cloned()
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| Refusal {
+            status: 400,
+            message: format!("Missing parameter {field}"),
+            error_code: None,
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    sim: &Sim,
+    method: &str,
+    api_path: &str,
+    uri: &Uri,
+    url: &str,
+    headers: &HeaderMap,
+    body: &str,
+    _query_id: &str,
+) -> Result<Value, Refusal> {
+    let segs: Vec<String> = api_path
+        .trim_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    // Unauthenticated calls.
+    match (method, s.as_slice()) {
+        ("GET", ["auth", "time"]) => return Ok(json!((sim.epoch + sim.now()) as i64)),
+        ("POST", ["auth", "credential"]) => {
+            let w = sim.world.lock().unwrap_or_else(|p| p.into_inner());
+            if header(headers, "X-Ovh-Application")
+                != Some(w.fixture.account.application_key.as_str())
+            {
+                return Err(Refusal {
+                    status: 403,
+                    message: "This application key is invalid".into(),
+                    error_code: Some("INVALID_KEY"),
+                });
+            }
+            return Ok(json!({
+                "consumerKey": w.fixture.account.consumer_key, "state": "pendingValidation",
+                "validationUrl": format!("{}/auth/validate", url.split("/1.0").next().unwrap_or("")),
+            }));
+        }
+        _ => {}
+    }
+    authenticate(sim, method, api_path, url, headers, body)?;
+    let now = sim.now();
+    let speed = sim.opts.speed;
+    let mut w = sim.world();
+    let epoch = sim.epoch;
+    match (method, s.as_slice()) {
+        ("GET", ["dedicated", "server"]) => Ok(json!(w.fixture.servers.iter().map(|s| &s.name).collect::<Vec<_>>())),
+        ("GET", ["dedicated", "server", name]) => {
+            let (i, server) = w.fixture.servers.iter().enumerate().find(|(_, s)| s.name == *name).ok_or_else(|| missing(&format!("serviceName = {name}")))?;
+            Ok(w.server_json(server, i))
+        }
+        ("GET", ["dedicated", "server", name, "ips"]) => {
+            let server = w.fixture.servers.iter().find(|s| s.name == *name).ok_or_else(|| missing(&format!("serviceName = {name}")))?;
+            let mut ips: Vec<String> = server.ip.iter().map(|ip| format!("{ip}/32")).collect();
+            ips.extend(w.fixture.ips.iter().filter(|i| i.routed_to.as_deref() == Some(*name)).map(|i| i.block.clone()));
+            Ok(json!(ips))
+        }
+        ("GET", ["dedicated", "server", name, "ipCanBeMovedTo"]) => {
+            let ip = query_param(uri, "ip").ok_or_else(|| Refusal { status: 400, message: "Missing parameter ip".into(), error_code: None })?;
+            w.check_ip_move(&ip, name).map(|_| Value::Null)
+        }
+        ("POST", ["dedicated", "server", name, "ipMove"]) => {
+            let ip = body_field(body, "ip")?;
+            let ip = ip.as_str().unwrap_or_default().to_string();
+            let id = w.start_ip_move(&ip, name, true, now, speed)?;
+            let task = w.find_task(id, |_| true).cloned().expect("just created");
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["dedicated", "server", name, "task"]) => Ok(json!(w
+            .tasks
+            .iter()
+            .filter(|t| matches!(&t.kind, TaskKind::IpMove { to, via_server_api: true, .. } if to == name))
+            .map(|t| t.id)
+            .collect::<Vec<_>>())),
+        ("GET", ["dedicated", "server", name, "task", id]) => {
+            let id: i64 = id.parse().map_err(|_| missing(&format!("taskId = {id}")))?;
+            let task = w.find_task(id, |k| matches!(k, TaskKind::IpMove { to, via_server_api: true, .. } if to == name)).cloned().ok_or_else(|| missing(&format!("taskId = {id}")))?;
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["ip"]) => {
+            let routed = query_param(uri, "routedTo.serviceName");
+            Ok(json!(w.fixture.ips.iter().filter(|i| routed.is_none() || i.routed_to == routed).map(|i| &i.block).collect::<Vec<_>>()))
+        }
+        ("GET", ["ip", ip]) => {
+            let spec = w.fixture.ips.iter().find(|i| i.block == *ip).ok_or_else(|| missing(&format!("ip = {ip}")))?;
+            Ok(w.ip_json(spec))
+        }
+        ("GET", ["ip", ip, "move"]) => {
+            let targets: Vec<Value> = w
+                .fixture
+                .servers
+                .iter()
+                .filter(|s| w.check_ip_move(ip, &s.name).is_ok())
+                .map(|s| json!({ "service": s.name, "nexthop": null }))
+                .collect();
+            Ok(json!({ "dedicatedServer": targets }))
+        }
+        ("POST", ["ip", ip, "move"]) => {
+            let to = body_field(body, "to")?;
+            let id = w.start_ip_move(ip, to.as_str().unwrap_or_default(), false, now, speed)?;
+            let task = w.find_task(id, |_| true).cloned().expect("just created");
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["ip", ip, "task"]) => Ok(json!(w
+            .tasks
+            .iter()
+            .filter(|t| matches!(&t.kind, TaskKind::IpMove { block, via_server_api: false, .. } if block == ip))
+            .map(|t| t.id)
+            .collect::<Vec<_>>())),
+        ("GET", ["ip", ip, "task", id]) => {
+            let id: i64 = id.parse().map_err(|_| missing(&format!("taskId = {id}")))?;
+            let task = w.find_task(id, |k| matches!(k, TaskKind::IpMove { block, via_server_api: false, .. } if block == ip)).cloned().ok_or_else(|| missing(&format!("taskId = {id}")))?;
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["dedicatedCloud"]) => Ok(json!(w.fixture.pccs.iter().map(|p| &p.service_name).collect::<Vec<_>>())),
+        ("GET", ["dedicatedCloud", pcc]) => {
+            let p = pcc_spec(&w, pcc)?;
+            Ok(json!({
+                "serviceName": p.service_name, "location": p.location, "state": "delivered", "generation": "2.0",
+                "commercialRange": "2018v2", "description": null, "productReference": "EPCC", "managementInterface": "vmwareVsphere",
+                "webInterfaceUrl": format!("https://{}.ovh.com/ui", p.service_name), "version": { "major": "7.0" }, "billingType": "monthly",
+            }))
+        }
+        ("GET", ["dedicatedCloud", pcc, "datacenter"]) => Ok(json!(pcc_spec(&w, pcc)?.datacenters.iter().map(|d| d.id).collect::<Vec<_>>())),
+        ("GET", ["dedicatedCloud", pcc, "datacenter", dc]) => {
+            let d = dc_spec(&w, pcc, dc)?;
+            Ok(json!({ "datacenterId": d.id, "name": d.name, "description": null, "commercialName": "sddc-2018", "commercialRangeName": "2018v2", "version": "7.0", "isRemovable": false }))
+        }
+        ("GET", ["dedicatedCloud", pcc, "datacenter", dc, "filer"]) => Ok(json!(dc_spec(&w, pcc, dc)?.filers.iter().map(|f| f.id).collect::<Vec<_>>())),
+        ("GET", ["dedicatedCloud", pcc, "datacenter", dc, "filer", id]) => {
+            let f = dc_spec(&w, pcc, dc)?.filers.iter().find(|f| f.id.to_string() == *id).ok_or_else(|| missing(&format!("filerId = {id}")))?;
+            Ok(json!({
+                "filerId": f.id, "name": f.name, "resourceName": f.name, "profile": if f.read_only { "restore-readonly" } else { "2t-ssd" },
+                "fullProfile": "2T SSD", "size": { "unit": "GB", "value": f.size_gb }, "state": "delivered", "connectionState": "online",
+                "master": "storage-1", "slave": null, "activeNode": "master", "isManagedByOvh": false, "billingType": "monthly",
+            }))
+        }
+        ("POST", ["dedicatedCloud", pcc, "datacenter", dc, api @ ("linkFilerFromSbg" | "copyFiler")]) => {
+            let offered = if *api == "linkFilerFromSbg" { w.fixture.api.link_filer_from_sbg } else { w.fixture.api.copy_filer };
+            if !offered {
+                return Err(no_route(method, api_path));
+            }
+            let dc: i64 = dc.parse().map_err(|_| missing(&format!("datacenterId = {dc}")))?;
+            let filer = body_field(body, "filerId")?.as_i64().ok_or_else(|| Refusal { status: 400, message: "filerId must be an integer".into(), error_code: None })?;
+            if *api == "copyFiler" && body_field(body, "accept")?.as_bool() != Some(true) {
+                return Err(Refusal { status: 400, message: "You must accept that the data is copied through a shared intermediary server (accept: true)".into(), error_code: None });
+            }
+            let name: &'static str = if *api == "copyFiler" { "copyFiler" } else { "linkFilerFromSbg" };
+            let id = w.start_filer_copy(pcc, dc, filer, name, now, speed)?;
+            let task = w.find_task(id, |_| true).cloned().expect("just created");
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["dedicatedCloud", pcc, "datacenter", dc, "copyFilerStatus"]) => {
+            if !w.fixture.api.copy_filer {
+                return Err(no_route(method, api_path));
+            }
+            dc_spec(&w, pcc, dc)?;
+            let list: Vec<Value> = w
+                .tasks
+                .iter()
+                .filter(|t| matches!(&t.kind, TaskKind::FilerCopy { pcc: p, dc: d, .. } if p == pcc && d.to_string() == *dc))
+                .map(|t| {
+                    let TaskKind::FilerCopy { source_filer, source_name, .. } = &t.kind else { unreachable!("filtered above") };
+                    let task = w.task_json(t, now, epoch);
+                    json!({
+                        "id": t.id, "filerId": source_filer, "filerName": source_name, "domain": pcc, "status": task["state"],
+                        "progress": task["progress"], "transfered": format!("{}", task["progress"].as_i64().unwrap_or(0) * 20_000_000_000), "creationDate": task["executionDate"], "doneDate": task["endDate"],
+                    })
+                })
+                .collect();
+            Ok(json!(list))
+        }
+        ("GET", ["dedicatedCloud", pcc, "task"]) => {
+            pcc_spec(&w, pcc)?;
+            Ok(json!(w.tasks.iter().filter(|t| matches!(&t.kind, TaskKind::FilerCopy { pcc: p, .. } if p == pcc)).map(|t| t.id).collect::<Vec<_>>()))
+        }
+        ("GET", ["dedicatedCloud", pcc, "task", id]) => {
+            let id: i64 = id.parse().map_err(|_| missing(&format!("taskId = {id}")))?;
+            let task = w.find_task(id, |k| matches!(k, TaskKind::FilerCopy { pcc: p, .. } if p == pcc)).cloned().ok_or_else(|| missing(&format!("taskId = {id}")))?;
+            Ok(w.task_json(&task, now, epoch))
+        }
+        ("GET", ["dedicatedCloud", pcc, option @ ("hds" | "pcidss")]) => {
+            let p = pcc_spec(&w, pcc)?;
+            Ok(json!({ "state": if *option == "hds" { &p.hds } else { &p.pcidss } }))
+        }
+        _ => Err(no_route(method, api_path)),
+    }
+}
+
+fn missing(what: &str) -> Refusal {
+    Refusal {
+        status: 404,
+        message: format!("The requested object ({what}) does not exist"),
+        error_code: None,
+    }
+}
+
+fn pcc_spec<'a>(w: &'a World, pcc: &str) -> Result<&'a world::PccSpec, Refusal> {
+    w.fixture
+        .pccs
+        .iter()
+        .find(|p| p.service_name == pcc)
+        .ok_or_else(|| missing(&format!("serviceName = {pcc}")))
+}
+
+fn dc_spec<'a>(w: &'a World, pcc: &str, dc: &str) -> Result<&'a world::DatacenterSpec, Refusal> {
+    pcc_spec(w, pcc)?
+        .datacenters
+        .iter()
+        .find(|d| d.id.to_string() == dc)
+        .ok_or_else(|| missing(&format!("datacenterId = {dc}")))
+}
+
+async fn admin(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if header(&headers, "X-Sim-Admin") != Some(sim.opts.admin_token.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "the /_sim endpoints need the simulator's admin token in X-Sim-Admin\n",
+        )
+            .into_response();
+    }
+    let path = uri.path().trim_start_matches("/_sim/");
+    let json_ok = |v: Value| {
+        (
+            StatusCode::OK,
+            [("Content-Type", "application/json")],
+            v.to_string(),
+        )
+            .into_response()
+    };
+    match (method.as_str(), path) {
+        ("GET", "requests") => json_ok(json!(sim.requests())),
+        ("DELETE", "requests") => {
+            sim.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            json_ok(json!({ "cleared": true }))
+        }
+        ("GET", "emails") => json_ok(json!(sim.emails())),
+        ("GET", "state") => json_ok(sim.state()),
+        ("GET", "faults") => json_ok(json!(sim
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(f, used)| json!({ "fault": f, "used": used }))
+            .collect::<Vec<_>>())),
+        ("POST", "faults") => match serde_json::from_slice::<Fault>(&body) {
+            Ok(fault) => {
+                sim.add_fault(fault);
+                json_ok(json!({ "added": true }))
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, format!("bad fault: {e}\n")).into_response(),
+        },
+        ("DELETE", "faults") => {
+            sim.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            json_ok(json!({ "cleared": true }))
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "unknown admin endpoint (requests, emails, state, faults)\n",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,85 @@
+//! OVH's official Python client (`pip install ovh`), unchanged, against `lifeboat sim`: proof
+//! that our signature check and JSON shapes are OVH's, not a mirror of our own client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::BIN;
+
+const SCRIPT: &str = r#"
+import os, sys, time
+import ovh, ovh.client
+base = os.environ["SIM_URL"]
+# The client accepts only named endpoints: register the simulator's URL under a name.
+ovh.client.ENDPOINTS["lifeboat-sim"] = base
+c = ovh.Client(endpoint="lifeboat-sim", application_key="demo-application-key",
+               application_secret="demo-application-secret", consumer_key="demo-consumer-key")
+rbx = "ns5007001.ip-137-74-1.eu"
+print("servers", len(c.get("/dedicated/server")))
+print("filers", c.get("/dedicatedCloud/pcc-51-91-100-1/datacenter/1001/filer"))
+print("can", c.get("/dedicated/server/%s/ipCanBeMovedTo" % rbx, ip="178.32.10.1/32"))
+task = c.post("/dedicated/server/%s/ipMove" % rbx, ip="178.32.10.1/32")
+print("task", task["function"], task["status"])
+for _ in range(200):
+    t = c.get("/dedicated/server/%s/task/%d" % (rbx, task["taskId"]))
+    if t["status"] == "done":
+        break
+    time.sleep(0.02)
+print("polled", t["status"])
+print("routed", c.get("/ip/178.32.10.1%2F32")["routedTo"]["serviceName"])
+try:
+    c.get("/dedicated/server/ns5009001.ip-142-44-1.net/ipCanBeMovedTo", ip="178.32.10.30/32")
+except ovh.exceptions.BadParametersError as e:
+    print("refused", str(e).splitlines()[0].strip())
+bad = ovh.Client(endpoint="lifeboat-sim", application_key="demo-application-key",
+                 application_secret="wrong-secret", consumer_key="demo-consumer-key")
+try:
+    bad.get("/dedicated/server")
+except ovh.exceptions.APIError as e:
+    print("wrong secret", type(e).__name__, str(e).splitlines()[0].strip(), "query id" if e.query_id else "no query id")
+"#;
+
+#[test]
+fn official_python_client_works_against_the_simulator() {
+    let mut sim = Command::new(BIN)
+        .args(["sim", "--speed", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/1.0"),
+        "{url}"
+    );
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        format!("OVH_ENDPOINT={url}")
+    );
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "OVH_APPLICATION_KEY=demo-application-key"
+    );
+
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .env("SIM_URL", &url)
+        .output()
+        .expect("python3 runs");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'ovh'"),
+        "the Python client is missing: pip install ovh (.ci/run does)"
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "servers 5\nfilers [42, 43, 57]\ncan None\ntask genericMoveFloatingIp init\npolled done\nrouted ns5007001.ip-137-74-1.eu\n\
+refused 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone\n\
+wrong secret BadParametersError Invalid signature query id\n"
+    );
+}
