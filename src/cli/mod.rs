@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::control::{self, Access, Request, Response, Service};
+use crate::engine::ovh_api::OvhAccess;
 use crate::engine::{params, Engine, Limits, Outcome, Prompt, RunOptions, Runbook};
 use crate::error::Error;
 use crate::journal::{RunExport, RunId};
@@ -221,10 +222,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 .collect::<Result<Vec<_>, _>>()?;
             let values = params::resolve(&rb.declaration.params, &given)?;
             let clock = clock()?;
-            let engine = open_engine(&db, clock, limits)?;
-            let id = engine.create(&rb, values, approve)?;
+            let exec = open_engine(&db, clock, limits)?;
+            let id = exec.engine.create(&rb, values, approve)?;
             println!("{id}");
-            let outcome = engine.execute(&id, None, run_options(no_wait, vec![]));
+            let outcome = exec.engine.execute(&id, None, run_options(no_wait, vec![]));
             finish(&id, outcome)
         }
         Command::Resume {
@@ -237,8 +238,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let limits = limits.limits();
             let id = parse_run_id(&run_id)?;
             let replacement = runbook.map(|p| Runbook::load(&p, &limits)).transpose()?;
-            let engine = open_engine(&db, clock()?, limits)?;
-            let outcome = engine.execute(&id, replacement, run_options(no_wait, retry_inflight));
+            let exec = open_engine(&db, clock()?, limits)?;
+            let outcome =
+                exec.engine
+                    .execute(&id, replacement, run_options(no_wait, retry_inflight));
             finish(&id, outcome)
         }
         Command::Status { run_id, json } => {
@@ -384,24 +387,51 @@ fn sim(
     Ok(0)
 }
 
-/// Opens the store for executing a run, and serves the control API for other terminals.
+/// An engine ready to execute runs, with the async runtime its OVH calls use.
+struct Executor {
+    engine: Engine,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Opens the store for executing a run, serves the control API for other terminals, and
+/// connects the OVH client (from `OVH_*` and ovh.conf; a runbook that calls `ovh` without
+/// them fails with the reason).
 fn open_engine(
     db: &std::path::Path,
     clock: Arc<dyn Clock>,
     limits: Limits,
-) -> Result<Engine, Error> {
+) -> Result<Executor, Error> {
     let journal = Access::open_for_run(db)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let client = crate::ovh::Config::from_environment(&Default::default())
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            crate::ovh::Client::new(config, Default::default())
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
     let engine = Engine::new(
         journal.clone(),
         clock.clone(),
         Arc::new(output::Progress::new()),
         limits,
-    );
+    )
+    .with_ovh(OvhAccess {
+        client,
+        runtime: runtime.handle().clone(),
+    });
     let service = Arc::new(Service::new(journal, engine.live(), clock));
     if let Err(e) = control::serve(db, service) {
         eprintln!("warning: {e}; other terminals cannot reach this run until it ends");
     }
-    Ok(engine)
+    Ok(Executor {
+        engine,
+        _runtime: runtime,
+    })
 }
 
 fn run_options(no_wait: bool, retry_inflight: Vec<String>) -> RunOptions {

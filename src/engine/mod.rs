@@ -11,6 +11,7 @@
 //! from a [`Clock`], and the control API reaches live runs through [`LiveRuns`].
 
 pub mod lane;
+pub mod ovh_api;
 pub mod params;
 pub mod run;
 pub mod runbook;
@@ -260,6 +261,7 @@ pub struct Engine {
     observer: Arc<dyn Observer>,
     limits: Limits,
     live: Arc<LiveRuns>,
+    ovh: Option<ovh_api::OvhAccess>,
 }
 
 impl Engine {
@@ -275,7 +277,14 @@ impl Engine {
             observer,
             limits,
             live: Arc::default(),
+            ovh: None,
         }
+    }
+
+    /// Gives runbooks the `ovh` object, backed by this client.
+    pub fn with_ovh(mut self, access: ovh_api::OvhAccess) -> Engine {
+        self.ovh = Some(access);
+        self
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -422,11 +431,13 @@ impl Engine {
     ) -> Result<Outcome, Error> {
         let mut engine = sandbox::new_engine(&self.limits);
         script_api::register(&mut engine, ctx.clone());
+        ovh_api::register(&mut engine, ctx.clone(), self.ovh.clone());
         let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
             .ok()
             .and_then(|d| d.try_cast::<rhai::Map>())
             .unwrap_or_default();
         let mut scope = script_scope(params);
+        scope.push_constant("ovh", ovh_api::OvhHandle);
         let _lane = lane::enter(String::new());
         let result = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &runbook.ast);
 

@@ -147,6 +147,11 @@ impl RunContext {
         }
     }
 
+    /// Whether the run is being stopped (abort, or a fatal error elsewhere).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn take_fatal(&self) -> Option<Error> {
         lock(&self.fatal).take()
     }
@@ -926,6 +931,16 @@ fn to_dynamic(value: &Value, pos: Position) -> ScriptResult<Dynamic> {
 
 pub(crate) fn is_token(err: &EvalAltResult, token: &str) -> bool {
     matches!(err, EvalAltResult::ErrorTerminated(t, _) if t.clone().into_immutable_string().is_ok_and(|s| s == token))
+}
+
+/// The error that ends an evaluation being stopped.
+pub(crate) fn stop_error() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()
+}
+
+/// The error that ends a step body past its timeout.
+pub(crate) fn timeout_error() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(TOKEN_TIMEOUT.into(), Position::NONE).into()
 }
 
 pub(crate) fn is_stop(err: &EvalAltResult) -> bool {

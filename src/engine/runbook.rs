@@ -71,6 +71,7 @@ impl Runbook {
 fn compile_scope() -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push("params", Map::new());
+    scope.push("ovh", ());
     scope
 }
 
