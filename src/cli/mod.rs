@@ -2,6 +2,7 @@
 //! Everything is validated (runbook compiled, parameters typed, run id well-formed) before a
 //! run is created; no recovery logic lives here.
 
+mod demo;
 mod output;
 
 use std::io::{BufRead, IsTerminal};
@@ -95,6 +96,8 @@ enum Command {
     },
     /// Add a run exported with `lifeboat export` to the store.
     Import { file: String },
+    /// Run the SBG recovery end to end against the built-in simulator, in a fresh store.
+    Demo,
     /// Serve the OVH API simulator; prints its base URL first, then ready-to-paste settings.
     Sim {
         /// The account to simulate (JSON, see docs/simulator.md); the built-in demo account if absent.
@@ -306,6 +309,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             }
             Ok(0)
         }
+        Command::Demo => demo::run(),
         Command::Sim {
             fixture,
             listen,

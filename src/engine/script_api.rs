@@ -80,6 +80,14 @@ pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
     engine.register_fn("format_time", |ms: i64| {
         crate::clock::format_time(ms.max(0) as u64)
     });
+    engine.register_fn(
+        "duration_ms",
+        |call: NativeCallContext, d: Dynamic| -> ScriptResult<i64> {
+            duration_option("duration_ms", &d)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|m| script_error(m, call.call_position()))
+        },
+    );
     // The standard `timestamp()` reads the machine's clock, which a replay would not see again.
     engine.register_fn("timestamp", |call: NativeCallContext| -> ScriptResult<()> {
         Err(script_error(

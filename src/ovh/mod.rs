@@ -76,11 +76,12 @@ pub enum Error {
     },
     #[error("{0}")]
     Config(#[from] config::ConfigError),
-    #[error("task {task} ended {status}{}", comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    #[error("task {task} ended {status}{}{}", comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default(), query_note(query_id))]
     TaskFailed {
         task: String,
         status: String,
         comment: Option<String>,
+        query_id: Option<String>,
     },
     #[error("task {task} still {status} after {}", humantime::format_duration(*waited))]
     TaskTimeout {
@@ -110,7 +111,9 @@ impl Error {
 
     pub fn query_id(&self) -> Option<&str> {
         match self {
-            Error::Api { query_id, .. } | Error::Decode { query_id, .. } => query_id.as_deref(),
+            Error::Api { query_id, .. }
+            | Error::Decode { query_id, .. }
+            | Error::TaskFailed { query_id, .. } => query_id.as_deref(),
             _ => None,
         }
     }
@@ -311,6 +314,19 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, Error> {
+        self.call_with_id(method, path, query, body)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// [`Client::call`], also returning the answer's `X-Ovh-QueryID`.
+    pub async fn call_with_id(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(Value, Option<String>), Error> {
         let read_only = method == "GET";
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.opts.backoff)
@@ -352,7 +368,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, Error> {
+    ) -> Result<(Value, Option<String>), Error> {
         let _slot = self
             .slots
             .acquire()
@@ -440,7 +456,7 @@ impl Client {
                         detail: transport_detail(&e),
                         sent: false,
                     })?;
-                let server: i64 = serde_json::from_value(decode("GET", path, response).await?)
+                let server: i64 = serde_json::from_value(decode("GET", path, response).await?.0)
                     .map_err(|e| Error::Decode {
                         method: "GET".into(),
                         path: path.into(),
@@ -481,7 +497,7 @@ impl Client {
                 detail: transport_detail(&e),
                 sent: false,
             })?;
-        let v = decode("POST", token_url, response).await?;
+        let (v, _) = decode("POST", token_url, response).await?;
         let token = v["access_token"].as_str().ok_or_else(|| Error::Decode {
             method: "POST".into(),
             path: token_url.clone(),
@@ -790,9 +806,9 @@ impl Client {
         let started = Instant::now();
         let mut transient_since: Option<Instant> = None;
         loop {
-            let polled = self.call("GET", &task.path(), &[], None).await;
+            let polled = self.call_with_id("GET", &task.path(), &[], None).await;
             match polled {
-                Ok(v) => {
+                Ok((v, query_id)) => {
                     transient_since = None;
                     let (progress, status) = match task {
                         TaskRef::Pcc { .. } => {
@@ -814,6 +830,7 @@ impl Client {
                                     .as_str()
                                     .or(v["description"].as_str())
                                     .map(str::to_string),
+                                query_id,
                             })
                         }
                         Progress::Running if started.elapsed() >= opts.timeout => {
@@ -857,7 +874,11 @@ fn transport_detail(e: &reqwest::Error) -> String {
     text
 }
 
-async fn decode(method: &str, path: &str, response: reqwest::Response) -> Result<Value, Error> {
+async fn decode(
+    method: &str,
+    path: &str,
+    response: reqwest::Response,
+) -> Result<(Value, Option<String>), Error> {
     let status = response.status();
     let query_id = response
         .headers()
@@ -878,14 +899,17 @@ async fn decode(method: &str, path: &str, response: reqwest::Response) -> Result
     })?;
     if status.is_success() {
         if text.trim().is_empty() {
-            return Ok(Value::Null);
+            return Ok((Value::Null, query_id));
         }
-        return serde_json::from_str(&text).map_err(|e| Error::Decode {
-            method: method.into(),
-            path: path.into(),
-            detail: e.to_string(),
-            query_id,
-        });
+        return match serde_json::from_str(&text) {
+            Ok(v) => Ok((v, query_id)),
+            Err(e) => Err(Error::Decode {
+                method: method.into(),
+                path: path.into(),
+                detail: e.to_string(),
+                query_id,
+            }),
+        };
     }
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);

@@ -527,6 +527,15 @@ fn handle(
     // Unauthenticated calls.
     match (method, s.as_slice()) {
         ("GET", ["auth", "time"]) => return Ok(json!((sim.epoch + sim.now()) as i64)),
+        ("GET", ["dedicatedCloud.json"]) => {
+            return Ok(schema(
+                &sim.world
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .fixture
+                    .api,
+            ))
+        }
         ("POST", ["auth", "credential"]) => {
             let w = sim.world.lock().unwrap_or_else(|p| p.into_inner());
             if header(headers, "X-Ovh-Application")
@@ -692,6 +701,56 @@ fn handle(
         }
         _ => Err(no_route(method, api_path)),
     }
+}
+
+/// The API description (`/dedicatedCloud.json`), listing the operations this account offers,
+/// so that runbooks can probe for the SBG-recovery calls instead of assuming them.
+fn schema(api: &world::ApiSpec) -> Value {
+    let mut apis = vec![
+        ("/dedicatedCloud", "GET"),
+        ("/dedicatedCloud/{serviceName}", "GET"),
+        ("/dedicatedCloud/{serviceName}/datacenter", "GET"),
+        (
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}",
+            "GET",
+        ),
+        (
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}/filer",
+            "GET",
+        ),
+        (
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}/filer/{filerId}",
+            "GET",
+        ),
+        ("/dedicatedCloud/{serviceName}/task", "GET"),
+        ("/dedicatedCloud/{serviceName}/task/{taskId}", "GET"),
+        ("/dedicatedCloud/{serviceName}/hds", "GET"),
+        ("/dedicatedCloud/{serviceName}/pcidss", "GET"),
+    ];
+    if api.link_filer_from_sbg {
+        apis.push((
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}/linkFilerFromSbg",
+            "POST",
+        ));
+    }
+    if api.copy_filer {
+        apis.push((
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}/copyFiler",
+            "POST",
+        ));
+        apis.push((
+            "/dedicatedCloud/{serviceName}/datacenter/{datacenterId}/copyFilerStatus",
+            "GET",
+        ));
+    }
+    json!({
+        "apiVersion": "1.0",
+        "resourcePath": "/dedicatedCloud",
+        "apis": apis.iter().map(|(path, method)| json!({
+            "path": path,
+            "operations": [{ "httpMethod": method, "apiStatus": { "value": "PRODUCTION" } }],
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn missing(what: &str) -> Refusal {

@@ -1,0 +1,137 @@
+//! `lifeboat demo`: the SBG recovery, end to end, with nothing to configure. The simulator
+//! serves the built-in account (a PCC in sbg1a, a PCC in rbx, failover IPs on SBG servers) in
+//! this process, with time running 3600 times faster for OVH's tasks, and the shipped
+//! `sbg-full-recovery` runbook runs against it in a fresh temporary store.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::clock::{format_duration, Clock, SystemClock};
+use crate::engine::ovh_api::OvhAccess;
+use crate::engine::{Engine, Limits, Outcome, RunOptions, Runbook};
+use crate::error::Error;
+use crate::ovh::{config::Auth, Client, ClientOptions, Config};
+use crate::secret::Secret;
+use crate::sim::{Options, Sim};
+
+const RUNBOOK_PATH: &str = "runbooks/sbg-full-recovery.rhai";
+const RUNBOOK: &str = include_str!("../../runbooks/sbg-full-recovery.rhai");
+/// OVH's tasks run this many times faster in the demo: a six-hour copy takes six seconds.
+const SPEED: f64 = 3600.0;
+
+pub fn run() -> Result<u8, Error> {
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let fixture = Sim::demo_fixture();
+    let account = fixture.account.clone();
+    let sim = Sim::new(
+        fixture,
+        Options {
+            speed: SPEED,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| Error::Usage(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let base = format!(
+        "http://{}/1.0",
+        listener
+            .local_addr()
+            .map_err(|e| Error::Usage(e.to_string()))?
+    );
+    runtime.spawn(crate::sim::serve(
+        listener,
+        sim.clone(),
+        std::future::pending(),
+    ));
+
+    let store = std::env::temp_dir().join(format!(
+        "lifeboat-demo-{}-{}",
+        std::process::id(),
+        SystemClock.now()
+    ));
+    let journal = Arc::new(crate::journal::Journal::open(&store)?);
+    let config = Config {
+        endpoint: base.clone(),
+        base_url: base.clone(),
+        auth: Auth::Signed {
+            application_key: account.application_key,
+            application_secret: Secret::new(account.application_secret),
+            consumer_key: Some(Secret::new(account.consumer_key)),
+        },
+    };
+    let client = Client::new(config, ClientOptions::default())
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    let engine = Engine::new(
+        journal,
+        Arc::new(SystemClock),
+        Arc::new(super::output::Progress::new()),
+        Limits::default(),
+    )
+    .with_ovh(OvhAccess {
+        client,
+        runtime: runtime.handle().clone(),
+    });
+
+    let runbook = Runbook::from_source(RUNBOOK_PATH, RUNBOOK.to_string(), &Limits::default())?;
+    let params = json!({
+        "source_pcc": "pcc-51-91-100-1", "source_dc": 1001,
+        "dest_pcc": "pcc-137-74-200-1", "dest_dc": 2001,
+        "filers": [], "wait": "12h", "poll": "1s",
+        "ips": [], "destination": "",
+        "mapping": {
+            "178.32.10.1/32": "ns5007001.ip-137-74-1.eu",
+            "178.32.10.2/32": "ns5007002.ip-137-74-2.eu",
+            "178.32.10.8/30": "ns5007001.ip-137-74-1.eu",
+            "178.32.10.20/32": "ns5007001.ip-137-74-1.eu",
+            "178.32.10.30/32": "ns5009001.ip-142-44-1.net"
+        },
+        "concurrency": 10, "task_timeout": "15m",
+    });
+    let serde_json::Value::Object(params) = params else {
+        unreachable!("a JSON object literal")
+    };
+
+    eprintln!("lifeboat demo: the SBG fire, replayed against a simulated OVH account ({base})");
+    eprintln!("  a PCC in sbg1a with 3 datastores, a PCC in rbx, 5 failover IPs on SBG servers;");
+    eprintln!("  OVH's tasks run {SPEED}x faster (a six-hour copy takes six seconds).");
+    eprintln!();
+    let id = engine.create(&runbook, params, vec!["all".to_string()])?;
+    let outcome = engine.execute(&id, None, RunOptions::default())?;
+    eprint!("{}", super::output::outcome(&id, &outcome));
+    if let Outcome::Succeeded(result) = &outcome {
+        eprintln!();
+        eprintln!("datastores restored (read-only): {}", result["datastores"]);
+        let ips = &result["ips"];
+        eprintln!(
+            "failover IPs: {} moved, {} already there, {} refused, {} failed",
+            ips["moved"], ips["already_there"], ips["refused"], ips["failed"]
+        );
+        let calls = sim.requests();
+        let changes = calls.iter().filter(|r| r["method"] != "GET").count();
+        eprintln!(
+            "OVH API: {} calls, {} of them changes; emails OVH sent: {}",
+            calls.len(),
+            changes,
+            sim.emails().len()
+        );
+    }
+    eprintln!(
+        "took {} (wall clock)",
+        format_duration(started.elapsed().as_millis() as u64)
+    );
+    eprintln!(
+        "the run's journal: lifeboat --db {} status {id}   (or log {id})",
+        store.display()
+    );
+    println!("{id}");
+    Ok(outcome.exit_code())
+}
