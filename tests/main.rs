@@ -7,5 +7,6 @@ mod crash_resume;
 mod engine_behaviour;
 mod ovh_client;
 mod python_client;
+mod recoveries;
 mod runbooks;
 mod sim_rules;

@@ -239,10 +239,14 @@ async fn a_task_ending_in_ovh_error_fails_the_wait() {
         )
         .await
         .unwrap_err();
+    let qid = err
+        .query_id()
+        .expect("the failing poll's query id")
+        .to_string();
     assert_eq!(
         err.to_string(),
         format!(
-            "task /dedicated/server/{RBX}/task/{} ended ovhError: Move 178.32.10.1/32 to {RBX}",
+            "task /dedicated/server/{RBX}/task/{} ended ovhError: Move 178.32.10.1/32 to {RBX} (OVH query id {qid})",
             task.task_id
         )
     );

@@ -152,6 +152,22 @@ impl Sim {
         self.world().emails.clone()
     }
 
+    /// Every task so far: its kind (`ip_move` or `filer_copy`), when it started and when it
+    /// ends (seconds since the simulator started).
+    pub fn task_spans(&self) -> Vec<(String, f64, f64)> {
+        self.world()
+            .tasks
+            .iter()
+            .map(|t| {
+                let kind = match t.kind {
+                    TaskKind::IpMove { .. } => "ip_move",
+                    TaskKind::FilerCopy { .. } => "filer_copy",
+                };
+                (kind.to_string(), t.created, t.created + t.duration)
+            })
+            .collect()
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         self.faults
             .lock()

@@ -1,0 +1,470 @@
+//! The shipped recovery runbooks, end to end, through the real binary against the simulator;
+//! the full recovery killed at random moments; and `lifeboat demo`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lifeboat::sim::world::{Fixture, IpSpec, ServerSpec};
+use lifeboat::sim::Sim;
+use serde_json::Value;
+
+use crate::support::sim::TestSim;
+use crate::support::{finish, read_run_id, Env, Rng};
+
+const RBX: &str = "ns5007001.ip-137-74-1.eu";
+const GRA: &str = "ns5007002.ip-137-74-2.eu";
+const BHS: &str = "ns5009001.ip-142-44-1.net";
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A simulator in this process (its runtime kept alive) and a store whose runs reach it.
+struct Recovery {
+    _rt: tokio::runtime::Runtime,
+    t: TestSim,
+    env: Env,
+}
+
+impl Recovery {
+    fn start(fixture: Option<Fixture>, speed: f64) -> Recovery {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = rt.block_on(TestSim::start(fixture, speed));
+        let env = Env::new()
+            .var("OVH_ENDPOINT", &t.base)
+            .var("OVH_APPLICATION_KEY", "demo-application-key")
+            .var("OVH_APPLICATION_SECRET", "demo-application-secret")
+            .var("OVH_CONSUMER_KEY", "demo-consumer-key")
+            .var("HOME", "/nonexistent");
+        Recovery { _rt: rt, t, env }
+    }
+
+    fn posts(&self) -> Vec<Value> {
+        self.t
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r["method"] != "GET")
+            .collect()
+    }
+}
+
+fn relink_args<'a>(dest_pcc: &'a str, dest_dc: &'a str) -> Vec<&'a str> {
+    vec![
+        "-p",
+        "source_pcc=pcc-51-91-100-1",
+        "-p",
+        "source_dc=1001",
+        "-p",
+        dest_pcc,
+        "-p",
+        dest_dc,
+        "-p",
+        "poll=50ms",
+    ]
+}
+
+#[test]
+fn datastore_relink_restores_every_filer() {
+    let r = Recovery::start(None, 36_000.0);
+    let rb = repo("runbooks/sbg-datastore-relink.rhai");
+    let mut args = vec!["run", rb.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout.lines().nth(1),
+        Some("[\"restore-000042\",\"restore-000043\",\"restore-000057\"]")
+    );
+    assert!(
+        out.stderr
+            .contains("read-only: register the VMs, then clone them"),
+        "{}",
+        out.stderr
+    );
+    let posts: Vec<String> = r
+        .posts()
+        .iter()
+        .map(|p| format!("{} {}", p["path"].as_str().unwrap(), p["body"]))
+        .collect();
+    assert_eq!(
+        posts,
+        vec![
+            "/dedicatedCloud/pcc-137-74-200-1/datacenter/2001/linkFilerFromSbg {\"filerId\":42}",
+            "/dedicatedCloud/pcc-137-74-200-1/datacenter/2001/linkFilerFromSbg {\"filerId\":43}",
+            "/dedicatedCloud/pcc-137-74-200-1/datacenter/2001/linkFilerFromSbg {\"filerId\":57}",
+        ]
+    );
+}
+
+#[test]
+fn datastore_relink_uses_copy_filer_where_the_api_offers_only_that() {
+    let mut f = Sim::demo_fixture();
+    f.api.link_filer_from_sbg = false;
+    let r = Recovery::start(Some(f), 36_000.0);
+    let rb = repo("runbooks/sbg-datastore-relink.rhai");
+    let mut args = vec!["run", rb.as_str(), "-p", "filers=43"];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    r.env.run(&args).expect_code(0);
+    let posts = r.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0]["path"],
+        "/dedicatedCloud/pcc-137-74-200-1/datacenter/2001/copyFiler"
+    );
+    assert_eq!(
+        posts[0]["body"],
+        serde_json::json!({ "filerId": 43, "accept": true })
+    );
+}
+
+#[test]
+fn sbg1a_and_certification_refusals_come_before_any_change() {
+    let r = Recovery::start(None, 36_000.0);
+    let rb = repo("runbooks/sbg-datastore-relink.rhai");
+    let mut args = vec!["run", rb.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-51-91-100-1", "dest_dc=1001"));
+    let out = r.env.run(&args);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "pcc-51-91-100-1 is in sbg1a: the destination Private Cloud must be outside sbg1a"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(r.posts().is_empty(), "no change was sent: {:?}", r.posts());
+
+    let mut f = Sim::demo_fixture();
+    f.pccs[0].pcidss = "enabled".into();
+    let r = Recovery::start(Some(f), 36_000.0);
+    let mut args = vec!["run", rb.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(1);
+    assert!(out.stderr.contains("pcc-51-91-100-1 has pcidss enabled and pcc-137-74-200-1 does not: the destination needs the same certification"), "{}", out.stderr);
+    assert!(r.posts().is_empty());
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> String {
+    let m: serde_json::Map<String, Value> = pairs
+        .iter()
+        .map(|(ip, s)| (ip.to_string(), Value::from(*s)))
+        .collect();
+    format!("mapping={}", Value::Object(m))
+}
+
+#[test]
+fn ip_moves_skip_refuse_and_move() {
+    let r = Recovery::start(None, 1000.0);
+    let rb = repo("runbooks/failover-ip-move.rhai");
+    let m = mapping(&[
+        ("178.32.10.1/32", RBX),
+        ("178.32.10.8/30", GRA),
+        ("178.32.10.20/32", RBX),
+        ("178.32.10.30/32", BHS),
+    ]);
+    let out = r.env.run(&["run", &rb, "-p", &m, "-p", "poll=20ms"]);
+    out.expect_code(0);
+    let result: Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        (
+            result["moved"].as_i64(),
+            result["already_there"].as_i64(),
+            result["refused"].as_i64(),
+            result["failed"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1), Some(0))
+    );
+    let refused = result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["outcome"] == "refused")
+        .unwrap();
+    assert!(refused["why"].as_str().unwrap().starts_with("178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM."), "{refused}");
+    assert!(
+        out.stderr
+            .contains("  · refused       178.32.10.30/32 -> ns5009001.ip-142-44-1.net: "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("  · already there 178.32.10.20/32 -> ns5007001.ip-137-74-1.eu\n"),
+        "{}",
+        out.stderr
+    );
+    let moved: Vec<String> = r
+        .posts()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut moved_sorted = moved.clone();
+    moved_sorted.sort();
+    assert_eq!(
+        moved_sorted,
+        vec!["/ip/178.32.10.1%2F32/move", "/ip/178.32.10.8%2F30/move"],
+        "refused and already-there IPs are never sent"
+    );
+    let state = r.t.sim.state();
+    let routed: HashMap<&str, &str> = state["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["block"].as_str().unwrap(),
+                i["routed_to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(routed["178.32.10.1/32"], RBX);
+    assert_eq!(routed["178.32.10.8/30"], GRA);
+    assert_eq!(routed["178.32.10.30/32"], "ns3001235.ip-51-91-2.eu");
+}
+
+#[test]
+fn a_task_ending_in_ovh_error_fails_that_ip_with_the_query_id() {
+    let mut f = Sim::demo_fixture();
+    f.ips[0].fail_move = true;
+    let r = Recovery::start(Some(f), 1000.0);
+    let rb = repo("runbooks/failover-ip-move.rhai");
+    let m = mapping(&[("178.32.10.1/32", RBX), ("178.32.10.8/30", RBX)]);
+    let out = r.env.run(&["run", &rb, "-p", &m, "-p", "poll=20ms"]);
+    out.expect_code(0);
+    let result: Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    let failed = result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ip"] == "178.32.10.1/32")
+        .unwrap();
+    assert_eq!(failed["outcome"], "failed");
+    let why = failed["why"].as_str().unwrap();
+    assert!(
+        why.contains("ended ovhError") && why.contains("(OVH query id SIM."),
+        "{why}"
+    );
+    assert_eq!(result["moved"], 1);
+    assert!(
+        out.stderr.contains(
+            "  ✗ wait for 178.32.10.1/32 -> ns5007001.ip-137-74-1.eu: failed after 1 attempt(s): "
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn fifty_ips_move_concurrently() {
+    let mut f = Sim::demo_fixture();
+    f.servers.push(ServerSpec {
+        name: "ns-src".into(),
+        datacenter: "sbg1".into(),
+        range: "standard".into(),
+        vmac: true,
+        accepts_failover: true,
+        ip: None,
+    });
+    f.ips = (0..50)
+        .map(|i| IpSpec {
+            block: format!("10.9.0.{i}/32"),
+            routed_to: Some("ns-src".into()),
+            description: None,
+            vmacs: vec![],
+            fail_move: false,
+            move_duration: None,
+        })
+        .collect();
+    f.durations.ip_move = "400s".into(); // 0.4 s at speed 1000
+    let r = Recovery::start(Some(f), 1000.0);
+    let rb = repo("runbooks/failover-ip-move.rhai");
+    let ips: Vec<String> = (0..50).map(|i| format!("10.9.0.{i}/32")).collect();
+    let out = r.env.run(&[
+        "run",
+        &rb,
+        "-p",
+        &format!("ips={}", ips.join(",")),
+        "-p",
+        &format!("destination={RBX}"),
+        "-p",
+        "concurrency=25",
+        "-p",
+        "poll=20ms",
+    ]);
+    out.expect_code(0);
+    let result: Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(result["moved"], 50);
+    // How many of OVH's tasks ran at the same moment: close to the limit, not one at a time.
+    let spans = r.t.sim.task_spans();
+    let most = spans
+        .iter()
+        .map(|(_, start, _)| {
+            spans
+                .iter()
+                .filter(|(_, s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most >= 20, "at most {most} moves were in flight together");
+    assert!(most <= 25, "the concurrency limit was exceeded: {most}");
+}
+
+#[test]
+fn full_recovery_killed_at_random_moments_sends_each_change_once() {
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = mapping(&[
+        ("178.32.10.1/32", RBX),
+        ("178.32.10.2/32", GRA),
+        ("178.32.10.8/30", RBX),
+        ("178.32.10.20/32", RBX),
+        ("178.32.10.30/32", BHS),
+    ]);
+    let params = [
+        "-p",
+        "source_pcc=pcc-51-91-100-1",
+        "-p",
+        "source_dc=1001",
+        "-p",
+        "dest_pcc=pcc-137-74-200-1",
+        "-p",
+        "dest_dc=2001",
+        "-p",
+        "poll=20ms",
+        "-p",
+        m.as_str(),
+    ];
+
+    // The reference: an uninterrupted run.
+    let reference = Recovery::start(None, 72_000.0);
+    let mut args = vec!["run", rb.as_str(), "--approve", "all"];
+    args.extend_from_slice(&params);
+    let started = Instant::now();
+    let out = reference.env.run(&args);
+    out.expect_code(0);
+    let window = started.elapsed().as_millis() as u64;
+    let expected_result: Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    let expected_state = reference.t.sim.state();
+
+    let mut kills = 0;
+    for seed in 1..=5u64 {
+        let r = Recovery::start(None, 72_000.0);
+        let mut rng = Rng::new(seed);
+        let mut run_id = String::new();
+        let mut kills_this_seed = 0;
+        let result = loop {
+            let mut child = if run_id.is_empty() {
+                let mut child = r.env.spawn(&args);
+                run_id = read_run_id(&mut child);
+                child
+            } else {
+                r.env.spawn(&["resume", &run_id])
+            };
+            let deadline = Instant::now()
+                + if kills_this_seed < 8 {
+                    Duration::from_millis(5 + rng.below(window / 2))
+                } else {
+                    Duration::from_secs(60)
+                };
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = child.kill();
+            let out = finish(child);
+            match out.code {
+                0 => {
+                    break serde_json::from_str::<Value>(out.stdout.lines().last().unwrap())
+                        .unwrap()
+                }
+                -1 => {
+                    kills += 1;
+                    kills_this_seed += 1;
+                }
+                code => panic!("seed {seed}: exit {code}: {}", out.stderr),
+            }
+        };
+        // Refusal reasons carry query ids, which differ between simulators.
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            for ip in v["ips"]["ips"].as_array_mut().unwrap() {
+                ip["why"] = Value::from(
+                    ip["why"]
+                        .as_str()
+                        .unwrap()
+                        .split(" (OVH query id")
+                        .next()
+                        .unwrap(),
+                );
+            }
+            v
+        };
+        assert_eq!(strip(&result), strip(&expected_result), "seed {seed}");
+        assert_eq!(
+            r.t.sim.state(),
+            expected_state,
+            "seed {seed}: the account ends as after an uninterrupted run"
+        );
+        let mut changes: HashMap<String, usize> = HashMap::new();
+        for p in r.posts() {
+            *changes
+                .entry(format!("{} {}", p["path"].as_str().unwrap(), p["body"]))
+                .or_default() += 1;
+        }
+        for (change, n) in &changes {
+            assert_eq!(*n, 1, "seed {seed}: {change} was sent {n} times");
+        }
+        assert_eq!(
+            changes.len(),
+            6,
+            "seed {seed}: 3 relinks and 3 moves: {changes:?}"
+        );
+    }
+    assert!(kills >= 10, "only {kills} kills landed");
+}
+
+#[test]
+fn the_demo_runs_with_nothing_configured() {
+    let env = Env::new().var("HOME", "/nonexistent");
+    let out = env.run(&["demo"]);
+    out.expect_code(0);
+    let run = out.stdout.trim();
+    assert!(
+        out.stderr.contains(&format!("run {run} succeeded\n")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("datastores restored (read-only): [\"restore-000042\",\"restore-000043\",\"restore-000057\"]\n"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("failover IPs: 3 moved, 1 already there, 1 refused, 0 failed\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("emails OVH sent: 3\n"),
+        "{}",
+        out.stderr
+    );
+    let journal = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("the run's journal: lifeboat --db "))
+        .unwrap();
+    let db = journal
+        .trim_start_matches("the run's journal: lifeboat --db ")
+        .split(' ')
+        .next()
+        .unwrap();
+    let status = std::process::Command::new(crate::support::BIN)
+        .args(["--db", db, "status", run])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("state:     succeeded"));
+    let _ = std::fs::remove_dir_all(db);
+}
