@@ -412,7 +412,12 @@ async fn access_rules_limit_the_consumer_key() {
     }];
     let t = TestSim::start(Some(fixture), 1.0).await;
     let c = t.client();
-    c.servers().await.unwrap();
+    c.server(RBX).await.unwrap();
+    let err = c.servers().await.unwrap_err();
+    assert!(
+        err.to_string().contains("NOT_GRANTED_CALL"),
+        "/dedicated/server/* does not cover /dedicated/server: {err}"
+    );
     let err = c.ip_move(RBX, "178.32.10.1/32").await.unwrap_err();
     assert!(
         err.to_string()

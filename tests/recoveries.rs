@@ -468,3 +468,50 @@ fn the_demo_runs_with_nothing_configured() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("state:     succeeded"));
     let _ = std::fs::remove_dir_all(db);
 }
+
+#[test]
+fn ovh_login_requests_a_consumer_key_with_the_recovery_rules() {
+    let r = Recovery::start(None, 1.0);
+    let env = Env::new()
+        .var("OVH_ENDPOINT", &r.t.base)
+        .var("OVH_APPLICATION_KEY", "demo-application-key")
+        .var("OVH_APPLICATION_SECRET", "demo-application-secret")
+        .var("HOME", "/nonexistent");
+    let out = env.run(&["ovh", "login"]);
+    out.expect_code(0);
+    let base = r.t.base.trim_end_matches("/1.0");
+    assert!(out.stdout.starts_with(&format!("consumer key: demo-consumer-key (pendingValidation)\nvalidate it (log in and approve): {base}/auth/validate\n")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("  POST   /ip/*/move\n"),
+        "{}",
+        out.stdout
+    );
+    let request =
+        r.t.sim
+            .requests()
+            .into_iter()
+            .find(|q| q["path"] == "/auth/credential")
+            .unwrap();
+    let rules = request["body"]["accessRules"].as_array().unwrap();
+    assert!(rules.contains(&serde_json::json!({ "method": "POST", "path": "/dedicatedCloud/*/datacenter/*/linkFilerFromSbg" })));
+    assert!(
+        !rules.iter().any(|r| r["method"] == "DELETE"),
+        "no more than the runbooks need"
+    );
+    // The rules granted are enough for the shipped runbooks: run one with a key limited to them.
+    let mut f = Sim::demo_fixture();
+    f.account.access_rules = lifeboat::ovh::recovery_access_rules()
+        .into_iter()
+        .map(|r| lifeboat::sim::world::AccessRule {
+            method: r.method,
+            path: r.path,
+        })
+        .collect();
+    let limited = Recovery::start(Some(f), 36_000.0);
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = mapping(&[("178.32.10.1/32", RBX)]);
+    let mut args = vec!["run", rb.as_str(), "--approve", "all", "-p", m.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    limited.env.run(&args).expect_code(0);
+    assert!(limited.t.sim.requests().iter().all(|q| q["status"] != 403));
+}

@@ -98,6 +98,11 @@ enum Command {
     Import { file: String },
     /// Run the SBG recovery end to end against the built-in simulator, in a fresh store.
     Demo,
+    /// OVH credentials.
+    Ovh {
+        #[command(subcommand)]
+        command: OvhCommand,
+    },
     /// Serve the OVH API simulator; prints its base URL first, then ready-to-paste settings.
     Sim {
         /// The account to simulate (JSON, see docs/simulator.md); the built-in demo account if absent.
@@ -115,6 +120,18 @@ enum Command {
         /// Token for the /_sim admin endpoints (random if absent; printed).
         #[arg(long, env = "LIFEBOAT_SIM_ADMIN_TOKEN")]
         admin_token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OvhCommand {
+    /// Request a consumer key with the access rules the shipped runbooks need, and print the
+    /// URL where you validate it. Needs OVH_ENDPOINT, OVH_APPLICATION_KEY and
+    /// OVH_APPLICATION_SECRET (or ovh.conf).
+    Login {
+        /// Where OVH sends the browser after validation.
+        #[arg(long, value_name = "URL")]
+        redirect: Option<String>,
     },
 }
 
@@ -310,6 +327,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Demo => demo::run(),
+        Command::Ovh {
+            command: OvhCommand::Login { redirect },
+        } => ovh_login(redirect),
         Command::Sim {
             fixture,
             listen,
@@ -388,6 +408,38 @@ fn sim(
             .await
             .map_err(|e| Error::Usage(format!("simulator: {e}")))
     })?;
+    Ok(0)
+}
+
+fn ovh_login(redirect: Option<String>) -> Result<u8, Error> {
+    let mut config = crate::ovh::Config::from_environment(&Default::default())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let crate::ovh::Auth::Signed { consumer_key, .. } = &mut config.auth else {
+        return Err(Error::Usage("`lifeboat ovh login` is for application keys; OAuth2 service accounts need no consumer key".into()));
+    };
+    *consumer_key = None;
+    let client = crate::ovh::Client::new(config, Default::default())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let rules = crate::ovh::recovery_access_rules();
+    let answer = runtime
+        .block_on(client.request_consumer_key(&rules, redirect.as_deref()))
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let ck = answer["consumerKey"].as_str().unwrap_or_default();
+    println!(
+        "consumer key: {ck} ({})",
+        answer["state"].as_str().unwrap_or("?")
+    );
+    println!(
+        "validate it (log in and approve): {}",
+        answer["validationUrl"].as_str().unwrap_or("?")
+    );
+    println!("then use it: export OVH_CONSUMER_KEY={ck}   (or consumer_key= in ovh.conf)");
+    println!("access rules requested:");
+    for r in rules {
+        println!("  {:6} {}", r.method, r.path);
+    }
     Ok(0)
 }
 

@@ -165,6 +165,36 @@ impl Error {
     }
 }
 
+/// One access rule of a consumer key: a method and a path, `*` matching anything.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AccessRule {
+    pub method: String,
+    pub path: String,
+}
+
+/// The access rules the shipped runbooks need: reads of servers, IPs and Private Clouds, the
+/// IP moves, and the SBG datastore relink calls. Nothing else.
+pub fn recovery_access_rules() -> Vec<AccessRule> {
+    [
+        ("GET", "/dedicated/server"),
+        ("GET", "/dedicated/server/*"),
+        ("POST", "/dedicated/server/*/ipMove"),
+        ("GET", "/ip"),
+        ("GET", "/ip/*"),
+        ("POST", "/ip/*/move"),
+        ("GET", "/dedicatedCloud"),
+        ("GET", "/dedicatedCloud/*"),
+        ("POST", "/dedicatedCloud/*/datacenter/*/linkFilerFromSbg"),
+        ("POST", "/dedicatedCloud/*/datacenter/*/copyFiler"),
+    ]
+    .iter()
+    .map(|(m, p)| AccessRule {
+        method: m.to_string(),
+        path: p.to_string(),
+    })
+    .collect()
+}
+
 /// Client behaviour: timeouts, retries and limits.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -507,6 +537,21 @@ impl Client {
         let lifetime = Duration::from_secs(v["expires_in"].as_u64().unwrap_or(3600));
         *cached = Some((token.to_string(), Instant::now() + lifetime));
         Ok(token.to_string())
+    }
+
+    /// Asks OVH for a new consumer key with these access rules (`POST /auth/credential`, signed
+    /// with the application key only). The key works once the user opens `validationUrl`.
+    pub async fn request_consumer_key(
+        &self,
+        rules: &[AccessRule],
+        redirection: Option<&str>,
+    ) -> Result<Value, Error> {
+        let mut body = json!({ "accessRules": rules });
+        if let Some(r) = redirection {
+            body["redirection"] = json!(r);
+        }
+        self.call("POST", "/auth/credential", &[], Some(&body))
+            .await
     }
 
     // ----- generic calls -----

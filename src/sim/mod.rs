@@ -563,6 +563,7 @@ fn handle(
                     error_code: Some("INVALID_KEY"),
                 });
             }
+            // The simulated account has one consumer key; the rules asked for are logged.
             return Ok(json!({
                 "consumerKey": w.fixture.account.consumer_key, "state": "pendingValidation",
                 "validationUrl": format!("{}/auth/validate", url.split("/1.0").next().unwrap_or("")),

@@ -59,15 +59,18 @@ pub struct AccessRule {
 }
 
 impl AccessRule {
-    /// OVH rule paths end in `/*` for "this and everything below".
+    /// `*` in a rule's path matches any run of characters (`/dedicated/server/*` covers every
+    /// path below the servers; `/ip/*/move` the moves of every IP).
     pub fn allows(&self, method: &str, path: &str) -> bool {
-        if !self.method.eq_ignore_ascii_case(method) {
-            return false;
-        }
-        match self.path.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix) || path == prefix.trim_end_matches('/'),
-            None => path == self.path,
-        }
+        self.method.eq_ignore_ascii_case(method) && glob(self.path.as_bytes(), path.as_bytes())
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
     }
 }
 
@@ -745,7 +748,13 @@ mod tests {
             path: "/dedicated/server/*".into(),
         };
         assert!(r.allows("GET", "/dedicated/server/ns1/ips"));
-        assert!(r.allows("GET", "/dedicated/server"));
+        assert!(!r.allows("GET", "/dedicated/server"));
+        let m = AccessRule {
+            method: "POST".into(),
+            path: "/ip/*/move".into(),
+        };
+        assert!(m.allows("POST", "/ip/1.2.3.4%2F32/move"));
+        assert!(!m.allows("POST", "/ip/1.2.3.4%2F32/park"));
         assert!(!r.allows("POST", "/dedicated/server/ns1/ipMove"));
         assert!(!r.allows("GET", "/ip"));
     }
