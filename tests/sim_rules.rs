@@ -298,3 +298,27 @@ async fn bad_credentials_are_refused_like_ovh() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "QUERY_TIME_OUT");
 }
+
+#[test]
+fn the_documented_fixture_example_loads() {
+    let doc = std::fs::read_to_string(format!("{}/docs/simulator.md", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let start = doc.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixture.json");
+    std::fs::write(&path, &doc[start..end]).unwrap();
+    let fixture = Sim::load_fixture(path.to_str().unwrap()).unwrap();
+    assert_eq!(fixture.pccs.len(), 2);
+    assert_eq!(fixture.faults.len(), 1);
+    std::fs::write(
+        &path,
+        doc[start..end].replace("\"durations\"", "\"duration\""),
+    )
+    .unwrap();
+    let err = Sim::load_fixture(path.to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown field `duration`"), "{err}");
+}
