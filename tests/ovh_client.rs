@@ -425,3 +425,78 @@ async fn access_rules_limit_the_consumer_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_injected_task_error_fails_the_task() {
+    let t = TestSim::start(None, 1000.0).await;
+    let c = t.client();
+    t.sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/ip/".into(),
+        kind: FaultKind::TaskError,
+        times: Some(1),
+    });
+    let task = c.ip_move_to("178.32.10.1/32", RBX, None).await.unwrap();
+    let err = c
+        .wait_task(
+            &TaskRef::Ip {
+                ip: "178.32.10.1/32".into(),
+                id: task.task_id,
+            },
+            fast_wait(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ended ovhError"), "{err}");
+    // Used once: the next move goes through.
+    let task = c.ip_move_to("178.32.10.1/32", RBX, None).await.unwrap();
+    c.wait_task(
+        &TaskRef::Ip {
+            ip: "178.32.10.1/32".into(),
+            id: task.task_id,
+        },
+        fast_wait(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn oauth2_client_credentials_get_a_bearer_token_once() {
+    let mut fixture = lifeboat::sim::Sim::demo_fixture();
+    fixture.account.oauth2 = Some(lifeboat::sim::world::OAuth2Client {
+        client_id: "svc-lifeboat".into(),
+        client_secret: "svc-secret".into(),
+    });
+    let t = TestSim::start(Some(fixture), 1.0).await;
+    let config = |secret: &str| lifeboat::ovh::Config {
+        endpoint: t.base.clone(),
+        base_url: t.base.clone(),
+        auth: lifeboat::ovh::Auth::OAuth2 {
+            client_id: "svc-lifeboat".into(),
+            client_secret: lifeboat::secret::Secret::new(secret),
+            token_url: t.base.replace("/1.0", "/auth/oauth2/token"),
+        },
+    };
+    let c = Client::new(config("svc-secret"), ClientOptions::default()).unwrap();
+    assert_eq!(c.servers().await.unwrap().len(), 5);
+    assert_eq!(c.pccs().await.unwrap().len(), 2);
+    let tokens = t
+        .calls()
+        .iter()
+        .filter(|c| c.1 == "/auth/oauth2/token")
+        .count();
+    assert_eq!(tokens, 1, "the token is reused until it expires");
+    assert!(
+        !t.calls().iter().any(|c| c.1 == "/auth/time"),
+        "no signature, so no time offset"
+    );
+
+    let bad = Client::new(config("wrong"), ClientOptions::default()).unwrap();
+    let err = bad.servers().await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(
+        !format!("{err} {err:?} {bad:?}").contains("wrong"),
+        "the client secret never prints"
+    );
+}

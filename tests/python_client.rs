@@ -83,3 +83,64 @@ refused 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failove
 wrong secret BadParametersError Invalid signature query id\n"
     );
 }
+
+#[test]
+fn the_simulator_saves_its_state_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("after.json");
+    let mut sim = Command::new(BIN)
+        .args([
+            "sim",
+            "--speed",
+            "1000",
+            "--save",
+            saved.to_str().unwrap(),
+            "--admin-token",
+            "t",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = BufReader::new(sim.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let state = |sim_url: &str| -> serde_json::Value {
+        let admin = sim_url.replace("/1.0", "/_sim/state");
+        let out = Command::new("python3")
+            .args(["-c", "import sys,urllib.request; r=urllib.request.Request(sys.argv[1], headers={'X-Sim-Admin':'t'}); print(urllib.request.urlopen(r).read().decode())", &admin])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = state(&url);
+    Command::new("kill")
+        .args(["-INT", &sim.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sim.wait().unwrap().success());
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(
+        fixture["account"]["application_key"],
+        "demo-application-key"
+    );
+    assert_eq!(fixture["ips"], before["ips"]);
+    // The saved file is a fixture a new simulator starts from.
+    let mut again = Command::new(BIN)
+        .args(["sim", "--fixture", saved.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(again.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(line.ends_with("/1.0"), "{line}");
+    let _ = again.kill();
+    let _ = again.wait();
+}

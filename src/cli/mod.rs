@@ -120,6 +120,9 @@ enum Command {
         /// Token for the /_sim admin endpoints (random if absent; printed).
         #[arg(long, env = "LIFEBOAT_SIM_ADMIN_TOKEN")]
         admin_token: Option<String>,
+        /// On Ctrl-C, write the account as it then is to this fixture file.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
     },
 }
 
@@ -336,7 +339,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             speed,
             request_log,
             admin_token,
-        } => sim(fixture, &listen, speed, request_log, admin_token),
+            save,
+        } => sim(fixture, &listen, speed, request_log, admin_token, save),
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
                 path: file.clone(),
@@ -357,6 +361,7 @@ fn sim(
     speed: f64,
     request_log: Option<PathBuf>,
     admin_token: Option<String>,
+    save: Option<PathBuf>,
 ) -> Result<u8, Error> {
     use crate::sim::{Options, Sim};
     if !(speed > 0.0 && speed.is_finite()) {
@@ -404,9 +409,19 @@ fn sim(
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        crate::sim::serve(listener, sim, shutdown)
+        crate::sim::serve(listener, sim.clone(), shutdown)
             .await
-            .map_err(|e| Error::Usage(format!("simulator: {e}")))
+            .map_err(|e| Error::Usage(format!("simulator: {e}")))?;
+        if let Some(path) = save {
+            let json = serde_json::to_string_pretty(&sim.snapshot())
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            std::fs::write(&path, json + "\n").map_err(|source| Error::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            eprintln!("saved the account's state to {}", path.display());
+        }
+        Ok::<(), Error>(())
     })?;
     Ok(0)
 }

@@ -34,6 +34,9 @@ pub enum FaultKind {
     TooManyRequests { retry_after: u64 },
     /// Close the connection without answering (after the request was received).
     Drop,
+    /// The task this request creates (an IP move, a datastore copy) ends in error
+    /// (`ovhError`, or `error` for Private Cloud tasks).
+    TaskError,
 }
 
 impl Fault {

@@ -87,6 +87,8 @@ pub struct Sim {
     log: Mutex<Vec<Value>>,
     log_file: Option<Mutex<std::fs::File>>,
     queries: AtomicU64,
+    /// Bearer tokens issued by the OAuth2 token endpoint.
+    tokens: Mutex<Vec<String>>,
 }
 
 impl Sim {
@@ -112,6 +114,7 @@ impl Sim {
             log: Mutex::new(Vec::new()),
             log_file,
             queries: AtomicU64::new(0),
+            tokens: Mutex::new(Vec::new()),
         }))
     }
 
@@ -175,6 +178,20 @@ impl Sim {
             .push((fault, 0));
     }
 
+    /// The account as it is now, as a complete fixture (for `--save`): a later simulator
+    /// started from it continues from this state.
+    pub fn snapshot(&self) -> Fixture {
+        let mut fixture = self.world().fixture.clone();
+        fixture.faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect();
+        fixture
+    }
+
     /// The account's current state as a fixture (credentials left out).
     pub fn state(&self) -> Value {
         let w = self.world();
@@ -207,7 +224,8 @@ impl Sim {
             if !fault.matches(method, path) || fault.times.is_some_and(|t| *used >= t) {
                 continue;
             }
-            let is_latency = matches!(fault.kind, FaultKind::Latency { .. });
+            // Latency and task errors combine with anything; only one fault answers.
+            let is_latency = matches!(fault.kind, FaultKind::Latency { .. } | FaultKind::TaskError);
             if !is_latency && answered {
                 continue;
             }
@@ -230,6 +248,7 @@ fn parse_fixture(path: &str, text: &str) -> Result<Fixture, Error> {
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/1.0/{*rest}", any(ovh))
+        .route("/auth/oauth2/token", axum::routing::post(oauth2_token))
         .route("/_sim/{*rest}", any(admin))
         .with_state(sim)
 }
@@ -333,6 +352,24 @@ fn authenticate(
         message: message.into(),
         error_code: Some(code),
     };
+    if let Some(token) = header(headers, "authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        // OAuth2: a token from the token endpoint instead of a signature.
+        let known = sim
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == token);
+        return if known {
+            Ok(())
+        } else {
+            Err(refuse(
+                401,
+                "The access token is invalid or expired",
+                "INVALID_TOKEN",
+            ))
+        };
+    }
     let ak = header(headers, "X-Ovh-Application")
         .ok_or_else(|| refuse(401, "You must login first", "NOT_AUTHENTICATED"))?;
     if ak != account.application_key {
@@ -432,9 +469,17 @@ async fn ovh(
                 );
                 forced.get_or_insert(r);
             }
-            FaultKind::Drop => {}
+            FaultKind::Drop | FaultKind::TaskError => {}
         }
     }
+    let fail_task = faults.iter().any(|f| matches!(f, FaultKind::TaskError));
+    // The URL as the client signed it: scheme, the Host it addressed, the path and query as sent.
+    let host = header(&headers, "host").unwrap_or("localhost").to_string();
+    let url = format!(
+        "http://{host}{}",
+        uri.path_and_query()
+            .map_or(raw_path.as_str(), |p| p.as_str())
+    );
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -445,27 +490,15 @@ async fn ovh(
     } else if dropped {
         // Let the request take effect as if OVH had processed it, then lose the answer: the
         // client cannot know whether it happened.
-        let host = header(&headers, "host").unwrap_or("localhost").to_string();
-        let url = format!(
-            "http://{host}{}",
-            uri.path_and_query()
-                .map_or(raw_path.as_str(), |p| p.as_str())
-        );
         let _ = handle(
-            &sim, &method, &api_path, &uri, &url, &headers, &body_text, &query_id,
+            &sim, &method, &api_path, &uri, &url, &headers, &body_text, fail_task,
         );
         sim.record(json!({ "method": method, "path": api_path, "query": uri.query(), "body": body_json(&body_text), "status": 0, "query_id": query_id, "dropped": true }));
         // Unwinding ends the connection's task without an answer (and without a panic message).
         std::panic::resume_unwind(Box::new("connection dropped by an injected fault"));
     } else {
-        let host = header(&headers, "host").unwrap_or("localhost").to_string();
-        let url = format!(
-            "http://{host}{}",
-            uri.path_and_query()
-                .map_or(raw_path.as_str(), |p| p.as_str())
-        );
         match handle(
-            &sim, &method, &api_path, &uri, &url, &headers, &body_text, &query_id,
+            &sim, &method, &api_path, &uri, &url, &headers, &body_text, fail_task,
         ) {
             Ok(v) => ok_response(v, &query_id),
             Err(r) => error_response(r.status, &r.message, r.error_code, &query_id),
@@ -484,6 +517,58 @@ fn body_json(text: &str) -> Value {
     } else {
         serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
     }
+}
+
+/// The OAuth2 client-credentials token endpoint (`POST /auth/oauth2/token`, HTTP Basic).
+async fn oauth2_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = String::from_utf8_lossy(&body);
+    let grant_ok = form
+        .split('&')
+        .any(|kv| kv == "grant_type=client_credentials");
+    let client = sim
+        .world
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .fixture
+        .account
+        .oauth2
+        .clone();
+    let given = header(&headers, "authorization")
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(decode_basic);
+    let valid = matches!((&client, &given), (Some(c), Some((id, secret))) if *id == c.client_id && *secret == c.client_secret);
+    sim.record(json!({ "method": "POST", "path": "/auth/oauth2/token", "query": null, "body": null, "status": if valid && grant_ok { 200 } else { 401 }, "query_id": null }));
+    if !(valid && grant_ok) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("Content-Type", "application/json")],
+            json!({ "error": "invalid_client" }).to_string(),
+        )
+            .into_response();
+    }
+    let token = format!("sim-token-{}", random_token());
+    sim.tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(token.clone());
+    let answer = json!({ "access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": "all" });
+    (
+        StatusCode::OK,
+        [("Content-Type", "application/json")],
+        answer.to_string(),
+    )
+        .into_response()
+}
+
+/// `Basic base64(id:secret)` credentials.
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
 }
 
 fn decode_segment(s: &str) -> String {
@@ -532,7 +617,7 @@ fn handle(
     url: &str,
     headers: &HeaderMap,
     body: &str,
-    _query_id: &str,
+    fail_task: bool,
 ) -> Result<Value, Refusal> {
     let segs: Vec<String> = api_path
         .trim_matches('/')
@@ -595,7 +680,7 @@ fn handle(
         ("POST", ["dedicated", "server", name, "ipMove"]) => {
             let ip = body_field(body, "ip")?;
             let ip = ip.as_str().unwrap_or_default().to_string();
-            let id = w.start_ip_move(&ip, name, true, now, speed)?;
+            let id = w.start_ip_move(&ip, name, true, now, speed, fail_task)?;
             let task = w.find_task(id, |_| true).cloned().expect("just created");
             Ok(w.task_json(&task, now, epoch))
         }
@@ -630,7 +715,7 @@ fn handle(
         }
         ("POST", ["ip", ip, "move"]) => {
             let to = body_field(body, "to")?;
-            let id = w.start_ip_move(ip, to.as_str().unwrap_or_default(), false, now, speed)?;
+            let id = w.start_ip_move(ip, to.as_str().unwrap_or_default(), false, now, speed, fail_task)?;
             let task = w.find_task(id, |_| true).cloned().expect("just created");
             Ok(w.task_json(&task, now, epoch))
         }
@@ -679,7 +764,7 @@ fn handle(
                 return Err(Refusal { status: 400, message: "You must accept that the data is copied through a shared intermediary server (accept: true)".into(), error_code: None });
             }
             let name: &'static str = if *api == "copyFiler" { "copyFiler" } else { "linkFilerFromSbg" };
-            let id = w.start_filer_copy(pcc, dc, filer, name, now, speed)?;
+            let id = w.start_filer_copy(pcc, dc, filer, name, now, speed, fail_task)?;
             let task = w.find_task(id, |_| true).cloned().expect("just created");
             Ok(w.task_json(&task, now, epoch))
         }

@@ -40,6 +40,16 @@ pub struct Account {
     /// Where OVH's confirmation emails go.
     #[serde(default)]
     pub email: Option<String>,
+    /// An OAuth2 service account (client credentials), if the account has one.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Client>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Client {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 fn all_rules() -> Vec<AccessRule> {
@@ -426,7 +436,8 @@ impl World {
         Ok(())
     }
 
-    /// Starts an IP move; returns the task id.
+    /// Starts an IP move; returns the task id. `fail` makes the task end in error.
+    #[allow(clippy::too_many_arguments)]
     pub fn start_ip_move(
         &mut self,
         block: &str,
@@ -434,6 +445,7 @@ impl World {
         via_server_api: bool,
         now: f64,
         speed: f64,
+        fail: bool,
     ) -> Result<i64, Refusal> {
         self.check_ip_move(block, to)?;
         let ip = self.ip_spec(block)?;
@@ -442,7 +454,7 @@ impl World {
                 .as_deref()
                 .unwrap_or(&self.fixture.durations.ip_move),
         ) / speed;
-        let fails = ip.fail_move;
+        let fails = ip.fail_move || fail;
         Ok(self.add_task(
             TaskKind::IpMove {
                 block: block.to_string(),
@@ -469,7 +481,9 @@ impl World {
         id
     }
 
-    /// Starts a datastore copy into `pcc`/`dc` (`linkFilerFromSbg` or `copyFiler`).
+    /// Starts a datastore copy into `pcc`/`dc` (`linkFilerFromSbg` or `copyFiler`). `fail`
+    /// makes the task end in error.
+    #[allow(clippy::too_many_arguments)]
     pub fn start_filer_copy(
         &mut self,
         pcc: &str,
@@ -478,6 +492,7 @@ impl World {
         api: &'static str,
         now: f64,
         speed: f64,
+        fail: bool,
     ) -> Result<i64, Refusal> {
         let dest = self.pcc(pcc)?.clone();
         self.datacenter(pcc, dc)?;
@@ -527,7 +542,7 @@ impl World {
             },
             now,
             duration,
-            filer.fail_copy,
+            filer.fail_copy || fail,
         ))
     }
 
