@@ -458,6 +458,20 @@ fn ovh_login(redirect: Option<String>) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// Client limits from the environment: `LIFEBOAT_OVH_RATE_LIMIT` (requests per second) and
+/// `LIFEBOAT_OVH_CONCURRENCY` (requests in flight).
+fn client_options() -> Result<crate::ovh::ClientOptions, String> {
+    let mut opts = crate::ovh::ClientOptions::default();
+    if let Ok(v) = std::env::var("LIFEBOAT_OVH_RATE_LIMIT") {
+        let rate: f64 = v.parse().map_err(|_| format!("LIFEBOAT_OVH_RATE_LIMIT: expected requests per second, got {v:?}"))?;
+        opts.rate_limit = Some(rate);
+    }
+    if let Ok(v) = std::env::var("LIFEBOAT_OVH_CONCURRENCY") {
+        opts.concurrency = v.parse().map_err(|_| format!("LIFEBOAT_OVH_CONCURRENCY: expected a number, got {v:?}"))?;
+    }
+    Ok(opts)
+}
+
 /// An engine ready to execute runs, with the async runtime its OVH calls use.
 struct Executor {
     engine: Engine,
@@ -481,7 +495,7 @@ fn open_engine(
     let client = crate::ovh::Config::from_environment(&Default::default())
         .map_err(|e| e.to_string())
         .and_then(|config| {
-            crate::ovh::Client::new(config, Default::default())
+            crate::ovh::Client::new(config, client_options()?)
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });

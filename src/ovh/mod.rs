@@ -376,6 +376,7 @@ impl Client {
             .await
     }
 
+    /// Waits for this request's slot under the client-side rate limit.
     async fn throttle(&self) {
         let Some(rate) = self.opts.rate_limit.filter(|r| *r > 0.0) else {
             return;
