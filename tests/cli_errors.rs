@@ -275,10 +275,7 @@ fn sandbox_has_no_files_processes_or_network() {
     let env = Env::new();
     for (src, what) in [
         ("import \"os\" as os;\n", "Module not found"),
-        (
-            "open_file(\"/etc/passwd\")\n",
-            "Function not found: open_file",
-        ),
+        ("open_file(\"/etc/passwd\")\n", "unknown function open_file"),
         (
             "timestamp()\n",
             "timestamp() is not available in runbooks: use now(), which is journaled",
@@ -289,4 +286,21 @@ fn sandbox_has_no_files_processes_or_network() {
         assert_ne!(out.code, 0, "{src}");
         assert!(out.stderr.contains(what), "{src}: {}", out.stderr);
     }
+}
+
+#[test]
+fn a_typo_is_found_before_the_run_not_after_the_wait() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "typo.rhai",
+        "step(\"relink\", || 1);\nsleep(\"6h\");\nstep(\"move\", || ovh.ip_mvoe(\"ns1\", \"1.2.3.4/32\"));\n",
+    );
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {rb}:3:21: unknown function ip_mvoe (did you mean ip_move?)\n")
+    );
+    env.run(&["run", &rb]).expect_code(2);
+    assert_eq!(env.run(&["status"]).stdout, "no runs\n");
 }

@@ -463,11 +463,15 @@ fn ovh_login(redirect: Option<String>) -> Result<u8, Error> {
 fn client_options() -> Result<crate::ovh::ClientOptions, String> {
     let mut opts = crate::ovh::ClientOptions::default();
     if let Ok(v) = std::env::var("LIFEBOAT_OVH_RATE_LIMIT") {
-        let rate: f64 = v.parse().map_err(|_| format!("LIFEBOAT_OVH_RATE_LIMIT: expected requests per second, got {v:?}"))?;
+        let rate: f64 = v.parse().map_err(|_| {
+            format!("LIFEBOAT_OVH_RATE_LIMIT: expected requests per second, got {v:?}")
+        })?;
         opts.rate_limit = Some(rate);
     }
     if let Ok(v) = std::env::var("LIFEBOAT_OVH_CONCURRENCY") {
-        opts.concurrency = v.parse().map_err(|_| format!("LIFEBOAT_OVH_CONCURRENCY: expected a number, got {v:?}"))?;
+        opts.concurrency = v
+            .parse()
+            .map_err(|_| format!("LIFEBOAT_OVH_CONCURRENCY: expected a number, got {v:?}"))?;
     }
     Ok(opts)
 }

@@ -626,3 +626,46 @@ pub fn open_gates(view: &RunView) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` knows exactly the functions a run registers: the lists in `script_api` and
+    /// `ovh_api` cannot drift from the registrations.
+    #[test]
+    fn check_knows_every_registered_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let ctx = Arc::new(RunContext::new(
+            RunId::parse("r").unwrap(),
+            journal,
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(Silent),
+            Limits::default(),
+            "rb.rhai".into(),
+            RunView::default(),
+            RunOptions::default(),
+            vec![],
+            None,
+        ));
+        let mut engine = rhai::Engine::new_raw();
+        script_api::register(&mut engine, ctx.clone());
+        ovh_api::register(&mut engine, ctx, None);
+        let mut registered: Vec<String> = engine
+            .gen_fn_signatures(false)
+            .iter()
+            .filter_map(|s| s.split('(').next().map(str::to_string))
+            .collect();
+        registered.sort();
+        registered.dedup();
+        let mut listed: Vec<String> = script_api::FUNCTIONS
+            .iter()
+            .chain(ovh_api::METHODS)
+            .map(|s| s.to_string())
+            .collect();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(registered, listed);
+    }
+}

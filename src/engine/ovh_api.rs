@@ -179,6 +179,32 @@ fn query_of(q: Map) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `ovh` methods and functions registered here, for `check` (see `script_api::FUNCTIONS`).
+pub(crate) const METHODS: &[&str] = &[
+    "get",
+    "post",
+    "put",
+    "delete",
+    "can_move",
+    "ip_move",
+    "ip_move_to",
+    "ip",
+    "server",
+    "server_tasks",
+    "pcc",
+    "pcc_option",
+    "filers",
+    "filer",
+    "link_filer_from_sbg",
+    "copy_filer",
+    "pcc_tasks",
+    "pcc_task",
+    "wait_server_task",
+    "wait_ip_task",
+    "wait_pcc_task",
+    "url_escape",
+];
+
 pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>, access: Option<OvhAccess>) {
     let api = Arc::new(OvhApi { ctx, access });
     engine.register_type_with_name::<OvhHandle>("Ovh");

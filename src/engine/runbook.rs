@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use rhai::{Dynamic, Expr, Map, Scope, Stmt, AST};
+use std::collections::HashSet;
+
+use rhai::{ASTNode, Dynamic, Expr, Map, Position, Scope, Stmt, AST};
 
 use super::params::{ParamSpec, ParamType};
 use super::sandbox::{self, Limits};
@@ -56,6 +58,7 @@ impl Runbook {
                 message: e.err_type().to_string(),
             })?;
         ast.set_source(path);
+        check_calls(&ast, path, &known_functions(&engine, &ast))?;
         let declaration = read_declaration(&ast, path, limits)?;
         Ok(Runbook {
             path: path.to_string(),
@@ -214,6 +217,89 @@ fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
     Ok(ParamSpec { ty, help, default })
 }
 
+/// Rhai's keyword functions, callable without being registered.
+const RHAI_KEYWORDS: &[&str] = &[
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_fn",
+    "is_def_var",
+];
+
+/// Every name a runbook may call: Rhai's standard library and keywords, lifeboat's functions,
+/// the runbook's own functions, and its variables (a variable may hold a function pointer).
+fn known_functions(engine: &rhai::Engine, ast: &AST) -> HashSet<String> {
+    let mut known: HashSet<String> = engine
+        .gen_fn_signatures(true)
+        .iter()
+        .filter_map(|sig| sig.split('(').next())
+        .map(|name| {
+            name.trim_start_matches("get$")
+                .trim_start_matches("set$")
+                .to_string()
+        })
+        .collect();
+    known.extend(RHAI_KEYWORDS.iter().map(|s| s.to_string()));
+    known.extend(super::script_api::FUNCTIONS.iter().map(|s| s.to_string()));
+    known.extend(super::ovh_api::METHODS.iter().map(|s| s.to_string()));
+    for f in ast.iter_functions() {
+        known.insert(f.name.to_string());
+        known.extend(f.params.iter().map(|p| p.to_string()));
+    }
+    ast.walk(&mut |nodes| {
+        if let Some(ASTNode::Stmt(Stmt::Var(var, ..))) = nodes.last() {
+            known.insert(var.0.name.to_string());
+        }
+        true
+    });
+    known
+}
+
+/// Refuses a call to a function that does not exist, before anything runs: a typo in a step
+/// that comes after a six-hour wait must not be found after the wait.
+fn check_calls(ast: &AST, path: &str, known: &HashSet<String>) -> Result<(), Error> {
+    let mut unknown: Option<(String, Position)> = None;
+    ast.walk(&mut |nodes| {
+        let (call, pos) = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos) | Expr::MethodCall(call, pos))) => {
+                (call, *pos)
+            }
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, *pos),
+            _ => return true,
+        };
+        let name = call.name.as_str();
+        if call.is_operator_call()
+            || call.is_qualified()
+            || name.starts_with("anon$")
+            || known.contains(name)
+        {
+            return true;
+        }
+        unknown = Some((name.to_string(), pos));
+        false
+    });
+    let Some((name, pos)) = unknown else {
+        return Ok(());
+    };
+    let suggestion = known
+        .iter()
+        .map(|k| (strsim::osa_distance(k, &name), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .unwrap_or_default();
+    Err(Error::Compile {
+        path: path.to_string(),
+        line: pos.line().unwrap_or(0),
+        column: pos.position().unwrap_or(0),
+        message: format!("unknown function {name}{suggestion}"),
+    })
+}
+
 /// An evaluation error's message without Rhai's "(line x, position y)" suffix.
 pub fn plain_message(err: &rhai::EvalAltResult) -> String {
     match err.unwrap_inner() {
@@ -254,7 +340,7 @@ mod tests {
         let rb = load(
             r#"runbook(#{ name: "relink", rto: "1h 30m", description: "d",
                  params: #{ pcc: #{ type: "string", help: "the PCC" }, n: #{ type: "int", help: "n", default_value: 2 } } });
-               this_would_fail_if_run();"#,
+               fail("the declaration alone is evaluated");"#,
         )
         .unwrap();
         assert_eq!(rb.declaration.name, "relink");
@@ -278,6 +364,22 @@ mod tests {
         assert_eq!(e, "rb.rhai:1:9: Undefined variable: b");
         let e = load("eval(\"1\")").err().unwrap().to_string();
         assert!(e.contains("eval"), "{e}");
+    }
+
+    #[test]
+    fn unknown_functions_are_refused_before_running() {
+        let e = load("step(\"a\", || 1);\nlet x = ovh.ip_mvoe(\"s\", \"1.2.3.4/32\");\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            e,
+            "rb.rhai:2:13: unknown function ip_mvoe (did you mean ip_move?)"
+        );
+        let e = load("stpe(\"a\", || 1);").err().unwrap().to_string();
+        assert_eq!(e, "rb.rhai:1:1: unknown function stpe (did you mean step?)");
+        // Script functions, closures, standard library and keywords are known.
+        load("fn f(x) { x.len() + parse_int(\"1\") }\nlet g = |y| y * 2;\nlet h = Fn(\"f\");\nstep(\"s\", || f([1]) + g.call(2) + h.call([3]));\nlog(type_of(1));").unwrap();
     }
 
     #[test]

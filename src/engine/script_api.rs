@@ -9,6 +9,26 @@ use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 use super::run::{script_error, RunContext, ScriptResult};
 use super::step::duration_option;
 
+/// The functions registered here, for `check`'s unknown-function test (kept honest by a test
+/// that compares them with what is registered).
+pub(crate) const FUNCTIONS: &[&str] = &[
+    "runbook",
+    "step",
+    "sleep",
+    "approve",
+    "log",
+    "fail",
+    "now",
+    "format_time",
+    "duration_ms",
+    "timestamp",
+    "parallel",
+    #[cfg(feature = "test-hooks")]
+    "test_effect",
+    #[cfg(feature = "test-hooks")]
+    "test_effect_count",
+];
+
 pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
     let c = ctx.clone();
     engine.on_progress(move |ops| c.on_progress(ops));

@@ -58,6 +58,9 @@ impl SledStore {
             // We flush explicitly at every durability point; the background flush only
             // shortens the window for records that are allowed to be lost (log lines).
             .flush_every_ms(Some(1000))
+            // sled's default page cache is 1 GiB; a journal needs far less, and a recovery
+            // should not compete with the operator's tools for memory.
+            .cache_capacity(64 << 20)
             .open()
             .map_err(|e| classify_open_error(dir, e))?;
         let tree = |name: &str| {
