@@ -303,7 +303,8 @@ fn answer_one(stream: UnixStream, service: &Service) {
 
 /// A way to a journal store: opened here, or through the process that holds it.
 pub enum Access {
-    Local(Arc<Journal>),
+    /// Opened here; events this process records are stamped with `clock`.
+    Local(Arc<Journal>, Arc<dyn Clock>),
     Remote(PathBuf),
 }
 
@@ -311,12 +312,12 @@ impl Access {
     /// Opens the store in `dir`, or finds the process that holds it. A store held by a process
     /// that does not answer (a short `status` in another terminal) is retried for a few
     /// seconds before giving up with [`journal::Error::Locked`].
-    pub fn open(dir: &Path) -> Result<Access, Error> {
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Access, Error> {
         let socket = dir.join(SOCKET_NAME);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match Journal::open(dir) {
-                Ok(journal) => return Ok(Access::Local(Arc::new(journal))),
+                Ok(journal) => return Ok(Access::Local(Arc::new(journal), clock)),
                 Err(journal::Error::Locked { .. }) => {
                     if let Ok(Response::Owner { .. }) = call_socket(&socket, &Request::Owner) {
                         return Ok(Access::Remote(socket));
@@ -336,8 +337,8 @@ impl Access {
 
     /// Opens the store for executing runs, which needs the store itself.
     pub fn open_for_run(dir: &Path) -> Result<Arc<Journal>, Error> {
-        match Access::open(dir)? {
-            Access::Local(journal) => Ok(journal),
+        match Access::open(dir, Arc::new(crate::clock::SystemClock))? {
+            Access::Local(journal, _) => Ok(journal),
             Access::Remote(socket) => match call_socket(&socket, &Request::Owner)? {
                 Response::Owner { pid, runs } => Err(Error::Busy {
                     dir: dir.to_path_buf(),
@@ -355,13 +356,8 @@ impl Access {
     /// Sends a request, locally or to the owner.
     pub fn call(&self, request: Request) -> Result<Response, Error> {
         let response = match self {
-            Access::Local(journal) => {
-                let service = Service::new(
-                    journal.clone(),
-                    Arc::default(),
-                    Arc::new(crate::clock::SystemClock),
-                );
-                service.handle(request)?
+            Access::Local(journal, clock) => {
+                Service::new(journal.clone(), Arc::default(), clock.clone()).handle(request)?
             }
             Access::Remote(socket) => call_socket(socket, &request)?,
         };

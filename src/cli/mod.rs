@@ -268,7 +268,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             finish(&id, outcome)
         }
         Command::Status { run_id, json } => {
-            let access = Access::open(&db)?;
+            let access = Access::open(&db, clock()?)?;
             match run_id {
                 None => match access.call(Request::Runs)? {
                     Response::Runs { runs, live } => print!("{}", output::runs(&runs, &live, json)),
@@ -287,7 +287,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Log { run_id, json } => {
-            let access = Access::open(&db)?;
+            let access = Access::open(&db, clock()?)?;
             match access.call(Request::Run {
                 id: parse_run_id(&run_id)?,
             })? {
@@ -298,7 +298,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Approve { run_id, gate } => {
             let by = operator();
-            let reply = Access::open(&db)?.call(Request::Approve {
+            let reply = Access::open(&db, clock()?)?.call(Request::Approve {
                 id: parse_run_id(&run_id)?,
                 gate,
                 by,
@@ -306,14 +306,14 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             done(reply)
         }
         Command::Abort { run_id } => {
-            let reply = Access::open(&db)?.call(Request::Abort {
+            let reply = Access::open(&db, clock()?)?.call(Request::Abort {
                 id: parse_run_id(&run_id)?,
                 by: operator(),
             })?;
             done(reply)
         }
         Command::Export { run_id, out } => {
-            match Access::open(&db)?.call(Request::Export {
+            match Access::open(&db, clock()?)?.call(Request::Export {
                 id: parse_run_id(&run_id)?,
             })? {
                 Response::Export { export } => {
@@ -348,7 +348,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             })?;
             let export: RunExport = serde_json::from_str(&text)
                 .map_err(|e| Error::Usage(format!("{file}: not a lifeboat run export: {e}")))?;
-            done(Access::open(&db)?.call(Request::Import {
+            done(Access::open(&db, clock()?)?.call(Request::Import {
                 export: Box::new(export),
             })?)
         }

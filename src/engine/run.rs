@@ -555,22 +555,7 @@ impl RunContext {
                         plain_message(&e),
                         error_location(&self.path, &e)
                     );
-                    self.record_durable(Event::StepFailed {
-                        key: key.to_string(),
-                        attempt,
-                        error: error.clone(),
-                        detail: Value::Null,
-                        retry_at: None,
-                    })?;
-                    self.observer.progress(
-                        &self.id,
-                        Progress::StepFailed {
-                            name,
-                            attempts: attempt,
-                            error: &error,
-                        },
-                    );
-                    *lock(&self.last_step_failure) = Some(key.to_string());
+                    self.fail_for_good(key, name, attempt, &error, &Value::Null)?;
                     return Err(e);
                 }
                 Err(e) => {
@@ -627,28 +612,41 @@ impl RunContext {
                 attempt += 1;
                 continue;
             }
-            self.record_durable(Event::StepFailed {
-                key: key.to_string(),
-                attempt,
-                error: error.clone(),
-                detail: detail.clone(),
-                retry_at: None,
-            })?;
-            self.observer.progress(
-                &self.id,
-                Progress::StepFailed {
-                    name,
-                    attempts: attempt,
-                    error: &error,
-                },
-            );
-            *lock(&self.last_step_failure) = Some(key.to_string());
+            self.fail_for_good(key, name, attempt, &error, &detail)?;
             return Err(failure_value(
                 &failed_message(name, attempt, &error),
                 &detail,
                 pos,
             ));
         }
+    }
+
+    /// Records that a step failed with no attempt left, durably, before the script sees it.
+    fn fail_for_good(
+        &self,
+        key: &str,
+        name: &str,
+        attempt: u32,
+        error: &str,
+        detail: &Value,
+    ) -> ScriptResult<()> {
+        self.record_durable(Event::StepFailed {
+            key: key.to_string(),
+            attempt,
+            error: error.to_string(),
+            detail: detail.clone(),
+            retry_at: None,
+        })?;
+        self.observer.progress(
+            &self.id,
+            Progress::StepFailed {
+                name,
+                attempts: attempt,
+                error,
+            },
+        );
+        *lock(&self.last_step_failure) = Some(key.to_string());
+        Ok(())
     }
 
     /// `sleep(duration)`: durable between steps (a resume waits only what is left), a plain

@@ -589,30 +589,25 @@ impl Client {
         })
     }
 
+    /// A typed read.
+    async fn read<T: DeserializeOwned>(&self, path: impl AsRef<str>) -> Result<T, Error> {
+        self.typed("GET", path.as_ref(), &[], None).await
+    }
+
     // ----- dedicated servers and failover IPs -----
 
     pub async fn servers(&self) -> Result<Vec<String>, Error> {
-        self.typed("GET", "/dedicated/server", &[], None).await
+        self.read("/dedicated/server").await
     }
 
     pub async fn server(&self, name: &str) -> Result<DedicatedServer, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicated/server/{}", escape(name)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicated/server/{}", escape(name)))
+            .await
     }
 
     pub async fn server_ips(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicated/server/{}/ips", escape(name)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicated/server/{}/ips", escape(name)))
+            .await
     }
 
     /// `Ok(())` when `ip` may move to `server`; OVH's refusal otherwise.
@@ -653,17 +648,15 @@ impl Client {
     }
 
     pub async fn ips(&self) -> Result<Vec<String>, Error> {
-        self.typed("GET", "/ip", &[], None).await
+        self.read("/ip").await
     }
 
     pub async fn ip(&self, ip: &str) -> Result<Ip, Error> {
-        self.typed("GET", &format!("/ip/{}", escape(ip)), &[], None)
-            .await
+        self.read(format!("/ip/{}", escape(ip))).await
     }
 
     pub async fn ip_move_destinations(&self, ip: &str) -> Result<Destinations, Error> {
-        self.typed("GET", &format!("/ip/{}/move", escape(ip)), &[], None)
-            .await
+        self.read(format!("/ip/{}/move", escape(ip))).await
     }
 
     /// Moves `ip` to the service `to` (new API).
@@ -694,59 +687,36 @@ impl Client {
     // ----- Private Cloud -----
 
     pub async fn pccs(&self) -> Result<Vec<String>, Error> {
-        self.typed("GET", "/dedicatedCloud", &[], None).await
+        self.read("/dedicatedCloud").await
     }
 
     pub async fn pcc(&self, pcc: &str) -> Result<Pcc, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}", escape(pcc))).await
     }
 
     pub async fn datacenters(&self, pcc: &str) -> Result<Vec<i64>, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/datacenter", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}/datacenter", escape(pcc)))
+            .await
     }
 
     pub async fn datacenter(&self, pcc: &str, dc: i64) -> Result<Datacenter, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/datacenter/{dc}", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}/datacenter/{dc}", escape(pcc)))
+            .await
     }
 
     pub async fn filers(&self, pcc: &str, dc: i64) -> Result<Vec<i64>, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/datacenter/{dc}/filer", escape(pcc)),
-            &[],
-            None,
-        )
+        self.read(format!(
+            "/dedicatedCloud/{}/datacenter/{dc}/filer",
+            escape(pcc)
+        ))
         .await
     }
 
     pub async fn filer(&self, pcc: &str, dc: i64, filer: i64) -> Result<Filer, Error> {
-        self.typed(
-            "GET",
-            &format!(
-                "/dedicatedCloud/{}/datacenter/{dc}/filer/{filer}",
-                escape(pcc)
-            ),
-            &[],
-            None,
-        )
+        self.read(format!(
+            "/dedicatedCloud/{}/datacenter/{dc}/filer/{filer}",
+            escape(pcc)
+        ))
         .await
     }
 
@@ -788,15 +758,10 @@ impl Client {
         pcc: &str,
         dc: i64,
     ) -> Result<Vec<FilerMigration>, Error> {
-        self.typed(
-            "GET",
-            &format!(
-                "/dedicatedCloud/{}/datacenter/{dc}/copyFilerStatus",
-                escape(pcc)
-            ),
-            &[],
-            None,
-        )
+        self.read(format!(
+            "/dedicatedCloud/{}/datacenter/{dc}/copyFilerStatus",
+            escape(pcc)
+        ))
         .await
     }
 
@@ -815,33 +780,18 @@ impl Client {
     }
 
     pub async fn pcc_tasks(&self, pcc: &str) -> Result<Vec<i64>, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/task", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}/task", escape(pcc)))
+            .await
     }
 
     pub async fn hds(&self, pcc: &str) -> Result<OptionStatus, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/hds", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}/hds", escape(pcc)))
+            .await
     }
 
     pub async fn pcidss(&self, pcc: &str) -> Result<OptionStatus, Error> {
-        self.typed(
-            "GET",
-            &format!("/dedicatedCloud/{}/pcidss", escape(pcc)),
-            &[],
-            None,
-        )
-        .await
+        self.read(format!("/dedicatedCloud/{}/pcidss", escape(pcc)))
+            .await
     }
 
     // ----- tasks -----
