@@ -554,3 +554,63 @@ fn status_and_log_show_steps_attempts_and_timings() {
         "TIME  run started (pid N)\nTIME  step 0 \"a\" started, attempt 1\nTIME  step 0 \"a\" succeeded: 1\nTIME  log: hello\nTIME  step 2 \"b\" started, attempt 1\nTIME  step 2 \"b\" succeeded: {\"x\":2}\nTIME  run succeeded\n"
     );
 }
+
+/// A journal recorded from a real run killed with SIGKILL while a step was in flight (schema
+/// version 1; see tests/fixtures/journals/). A change to the event encoding that breaks resuming
+/// runs already on disk fails here.
+#[test]
+fn a_journal_recorded_from_a_real_crash_still_resumes() {
+    let fixture = format!(
+        "{}/tests/fixtures/journals/killed-in-flight.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let run = recorded["run"]["id"].as_str().unwrap().to_string();
+    let now_recorded = recorded["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "value_recorded")
+        .unwrap()["value"]
+        .clone();
+
+    let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
+    env.run(&["import", &fixture]).expect_code(0);
+    let status = env.status(&run);
+    assert_eq!(status["steps"][1]["name"], "copy");
+    assert_eq!(status["steps"][1]["state"], "running");
+
+    let out = env.run(&["resume", &run, "--no-wait"]);
+    out.expect_code(3);
+    assert!(
+        out.stderr
+            .contains("  ↺ 1 finished step answered from the journal\n  → copy (attempt 2)\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("listing done"),
+        "the log line is not repeated: {}",
+        out.stderr
+    );
+    env.run(&["approve", &run, "finish"]).expect_code(0);
+    let out = env.run(&["resume", &run]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        "{\"copied\":\"copied 2 to rbx\",\"listed\":[\"a\",\"b\"],\"started_is_number\":true}\n"
+    );
+    let events = env.run(&["log", &run, "--json"]).stdout;
+    let nows: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "value_recorded")
+        .map(|e| e["value"].clone())
+        .collect();
+    assert_eq!(
+        nows,
+        vec![now_recorded],
+        "now() answered from the journal, not recorded again"
+    );
+}
