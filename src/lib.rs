@@ -9,6 +9,7 @@
 //!   parallel branches, the sandbox).
 //! - [`journal`]: the durable record of every run; the only module that touches storage.
 //! - [`control`]: the control API other terminals use while a process holds the store.
+//! - [`mail`]: notifications over SMTP, waiting for OVH's confirmation email over IMAP.
 //! - [`ovh`]: the OVHcloud API client (signing, typed calls, retries, task waits).
 //! - [`sim`]: `lifeboat sim`, a local twin of the OVH API calls recoveries make.
 //! - [`secret`]: credentials that never print.
@@ -22,6 +23,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod journal;
+pub mod mail;
 pub mod ovh;
 pub mod secret;
 pub mod sim;

@@ -5,6 +5,7 @@ mod support;
 mod cli_errors;
 mod crash_resume;
 mod engine_behaviour;
+mod mail;
 mod ovh_client;
 mod python_client;
 mod recoveries;

@@ -70,8 +70,8 @@ fn runbook_language_and_readme_examples_check_and_run() {
         let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
         let rb = env.runbook(&format!("example{i}.rhai"), block);
         env.run(&["check", &rb]).expect_code(0);
-        if block.starts_with("// needs: ovh") {
-            continue; // checked only: running it needs an OVH account (the recoveries tests run them)
+        if block.starts_with("// needs: ") {
+            continue; // checked only: running it needs an OVH account or a mailbox (other tests run those)
         }
         let mut args = vec!["run", rb.as_str(), "--approve", "all"];
         if block.contains("source_pcc:") {

@@ -82,23 +82,26 @@ pub fn run() -> Result<u8, Error> {
     });
 
     let runbook = Runbook::from_source(RUNBOOK_PATH, RUNBOOK.to_string(), &Limits::default())?;
-    let params = json!({
-        "source_pcc": "pcc-51-91-100-1", "source_dc": 1001,
-        "dest_pcc": "pcc-137-74-200-1", "dest_dc": 2001,
-        "filers": [], "wait": "12h", "poll": "1s",
-        "ips": [], "destination": "",
-        "mapping": {
-            "178.32.10.1/32": "ns5007001.ip-137-74-1.eu",
-            "178.32.10.2/32": "ns5007002.ip-137-74-2.eu",
-            "178.32.10.8/30": "ns5007001.ip-137-74-1.eu",
-            "178.32.10.20/32": "ns5007001.ip-137-74-1.eu",
-            "178.32.10.30/32": "ns5009001.ip-142-44-1.net"
-        },
-        "concurrency": 10, "task_timeout": "15m",
+    // Given as an operator would on the command line; the runbook's defaults fill the rest.
+    let mapping = json!({
+        "178.32.10.1/32": "ns5007001.ip-137-74-1.eu",
+        "178.32.10.2/32": "ns5007002.ip-137-74-2.eu",
+        "178.32.10.8/30": "ns5007001.ip-137-74-1.eu",
+        "178.32.10.20/32": "ns5007001.ip-137-74-1.eu",
+        "178.32.10.30/32": "ns5009001.ip-142-44-1.net",
     });
-    let serde_json::Value::Object(params) = params else {
-        unreachable!("a JSON object literal")
-    };
+    let given: Vec<(String, String)> = [
+        ("source_pcc", "pcc-51-91-100-1".to_string()),
+        ("source_dc", "1001".to_string()),
+        ("dest_pcc", "pcc-137-74-200-1".to_string()),
+        ("dest_dc", "2001".to_string()),
+        ("poll", "1s".to_string()),
+        ("mapping", mapping.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let params = crate::engine::params::resolve(&runbook.declaration.params, &given)?;
 
     eprintln!("lifeboat demo: the SBG fire, replayed against a simulated OVH account ({base})");
     eprintln!("  a PCC in sbg1a with 3 datastores, a PCC in rbx, 5 failover IPs on SBG servers;");

@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "LIFEBOAT_DB", value_name = "DIR")]
     db: Option<PathBuf>,
 
+    /// lifeboat's config file (mail: [smtp], [imap], [notify]).
+    /// [default: $XDG_CONFIG_HOME/lifeboat/config.toml, else ~/.config/lifeboat/config.toml]
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -223,6 +228,7 @@ fn parse_run_id(raw: &str) -> Result<RunId, Error> {
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let db = data_dir(cli.db)?;
+    let config_file = cli.config;
     match cli.command {
         Command::Check { runbook, limits } => {
             let rb = Runbook::load(&runbook, &limits.limits())?;
@@ -245,7 +251,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 .collect::<Result<Vec<_>, _>>()?;
             let values = params::resolve(&rb.declaration.params, &given)?;
             let clock = clock()?;
-            let exec = open_engine(&db, clock, limits)?;
+            let exec = open_engine(&db, config_file.as_deref(), clock, limits)?;
             let id = exec.engine.create(&rb, values, approve)?;
             println!("{id}");
             let outcome = exec.engine.execute(&id, None, run_options(no_wait, vec![]));
@@ -261,7 +267,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let limits = limits.limits();
             let id = parse_run_id(&run_id)?;
             let replacement = runbook.map(|p| Runbook::load(&p, &limits)).transpose()?;
-            let exec = open_engine(&db, clock()?, limits)?;
+            let exec = open_engine(&db, config_file.as_deref(), clock()?, limits)?;
             let outcome =
                 exec.engine
                     .execute(&id, replacement, run_options(no_wait, retry_inflight));
@@ -487,9 +493,17 @@ struct Executor {
 /// them fails with the reason).
 fn open_engine(
     db: &std::path::Path,
+    config_file: Option<&std::path::Path>,
     clock: Arc<dyn Clock>,
     limits: Limits,
 ) -> Result<Executor, Error> {
+    // A config file that is there but wrong stops everything before the run: better now than
+    // at the notification six hours in.
+    let default_config = crate::mail::default_config_path();
+    let mail = crate::mail::MailConfig::load(config_file.or(default_config.as_deref()), &|k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    })
+    .map_err(|e| Error::Usage(e.to_string()))?;
     let journal = Access::open_for_run(db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -503,16 +517,20 @@ fn open_engine(
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });
-    let engine = Engine::new(
-        journal.clone(),
-        clock.clone(),
+    let observer = crate::mail::notifier::Notifier::wrap(
         Arc::new(output::Progress::new()),
-        limits,
-    )
-    .with_ovh(OvhAccess {
-        client,
-        runtime: runtime.handle().clone(),
-    });
+        mail.clone(),
+        runtime.handle().clone(),
+    );
+    let engine = Engine::new(journal.clone(), clock.clone(), observer, limits)
+        .with_ovh(OvhAccess {
+            client,
+            runtime: runtime.handle().clone(),
+        })
+        .with_mail(crate::engine::mail_api::MailAccess {
+            config: Ok(mail),
+            runtime: runtime.handle().clone(),
+        });
     let service = Arc::new(Service::new(journal, engine.live(), clock));
     if let Err(e) = control::serve(db, service) {
         eprintln!("warning: {e}; other terminals cannot reach this run until it ends");

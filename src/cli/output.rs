@@ -139,7 +139,7 @@ impl engine::Observer for Progress {
             }
             P::GateApproved { gate, by } => eprintln!("  ✓ gate {gate:?} approved by {by}"),
             P::Log { message } => eprintln!("  · {message}"),
-            P::Finished => {}
+            P::Finished { .. } => {}
         }
     }
 }

@@ -11,6 +11,7 @@
 //! from a [`Clock`], and the control API reaches live runs through [`LiveRuns`].
 
 pub mod lane;
+pub mod mail_api;
 pub mod ovh_api;
 pub mod params;
 pub mod run;
@@ -138,8 +139,10 @@ pub enum Progress<'a> {
     Log {
         message: &'a str,
     },
-    /// This execution is over (whatever the outcome).
-    Finished,
+    /// This execution is over; `outcome` is absent when the engine stopped it with an error.
+    Finished {
+        outcome: Option<&'a Outcome>,
+    },
 }
 
 /// Receives progress; the CLI prints it, tests may collect it.
@@ -262,6 +265,7 @@ pub struct Engine {
     limits: Limits,
     live: Arc<LiveRuns>,
     ovh: Option<ovh_api::OvhAccess>,
+    mail: Option<mail_api::MailAccess>,
 }
 
 impl Engine {
@@ -278,7 +282,14 @@ impl Engine {
             limits,
             live: Arc::default(),
             ovh: None,
+            mail: None,
         }
+    }
+
+    /// Gives runbooks `notify` and `wait_email`, with this configuration.
+    pub fn with_mail(mut self, access: mail_api::MailAccess) -> Engine {
+        self.mail = Some(access);
+        self
     }
 
     /// Gives runbooks the `ovh` object, backed by this client.
@@ -389,7 +400,12 @@ impl Engine {
         );
 
         let outcome = self.evaluate(&ctx, &runbook, &record);
-        self.observer.progress(id, Progress::Finished);
+        self.observer.progress(
+            id,
+            Progress::Finished {
+                outcome: outcome.as_ref().ok(),
+            },
+        );
         let (outcome, event) = match outcome {
             Ok(outcome) => {
                 let event = match &outcome {
@@ -432,6 +448,7 @@ impl Engine {
         let mut engine = sandbox::new_engine(&self.limits);
         script_api::register(&mut engine, ctx.clone());
         ovh_api::register(&mut engine, ctx.clone(), self.ovh.clone());
+        mail_api::register(&mut engine, ctx.clone(), self.mail.clone());
         let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
             .ok()
             .and_then(|d| d.try_cast::<rhai::Map>())
@@ -651,7 +668,8 @@ mod tests {
         ));
         let mut engine = rhai::Engine::new_raw();
         script_api::register(&mut engine, ctx.clone());
-        ovh_api::register(&mut engine, ctx, None);
+        ovh_api::register(&mut engine, ctx.clone(), None);
+        mail_api::register(&mut engine, ctx, None);
         let mut registered: Vec<String> = engine
             .gen_fn_signatures(false)
             .iter()
@@ -662,6 +680,7 @@ mod tests {
         let mut listed: Vec<String> = script_api::FUNCTIONS
             .iter()
             .chain(ovh_api::METHODS)
+            .chain(mail_api::FUNCTIONS)
             .map(|s| s.to_string())
             .collect();
         listed.sort();

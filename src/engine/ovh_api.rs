@@ -5,7 +5,6 @@
 //! runbook can read (`e.query_id`, `e.ovh_message`, `e.status`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 use serde_json::{json, Value};
@@ -61,39 +60,16 @@ impl OvhApi {
         self.block_on(access, pos, fut)
     }
 
-    /// Waits for an async client call on this (non-runtime) thread, giving up on abort or when
-    /// the running step passes its timeout.
+    /// Waits for an async client call, giving up on abort or at the step's timeout.
     fn block_on<T>(
         &self,
         access: &OvhAccess,
         pos: Position,
         fut: impl std::future::Future<Output = Result<T, crate::ovh::Error>>,
     ) -> ScriptResult<T> {
-        let ctx = self.ctx.clone();
-        let deadline = super::lane::deadline();
-        let outcome = access.runtime.block_on(async move {
-            let stop = async {
-                loop {
-                    if ctx.is_stopping() {
-                        return Interrupted::Stop;
-                    }
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                        return Interrupted::Timeout;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            tokio::select! {
-                r = fut => Ok(r),
-                why = stop => Err(why),
-            }
-        });
-        match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(error_value(e.to_value(), pos)),
-            Err(Interrupted::Stop) => Err(super::run::stop_error()),
-            Err(Interrupted::Timeout) => Err(super::run::timeout_error()),
-        }
+        self.ctx
+            .block_on(&access.runtime, fut)?
+            .map_err(|e| error_value(e.to_value(), pos))
     }
 
     fn wait(&self, pos: Position, task: TaskRef, opts: Map) -> ScriptResult<Value> {
@@ -135,12 +111,7 @@ impl OvhApi {
     }
 }
 
-enum Interrupted {
-    Stop,
-    Timeout,
-}
-
-fn error_value(v: Value, pos: Position) -> Box<EvalAltResult> {
+pub(super) fn error_value(v: Value, pos: Position) -> Box<EvalAltResult> {
     let d = rhai::serde::to_dynamic(&v).unwrap_or_else(|_| v.to_string().into());
     EvalAltResult::ErrorRuntime(d, pos).into()
 }

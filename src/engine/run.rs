@@ -31,6 +31,12 @@ const TOKEN_TIMEOUT: &str = "lifeboat:timeout";
 
 pub(crate) type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// A step's body: a closure of the runbook, or one of lifeboat's own (`notify`, `wait_email`).
+pub(crate) enum StepBody<'a> {
+    Script(FnPtr),
+    Native(&'a dyn Fn() -> ScriptResult<Dynamic>),
+}
+
 /// What a reconciliation decided for a step that may already have acted.
 enum Reconciled {
     /// It is done; here is its result.
@@ -327,8 +333,20 @@ impl RunContext {
         body: FnPtr,
     ) -> ScriptResult<Dynamic> {
         let pos = ctx.call_position();
-        let key = self.position("step()", pos)?;
         let opts = StepOptions::from_map(opts).map_err(|m| script_error(m, pos))?;
+        self.step_with(ctx, name, opts, StepBody::Script(body))
+    }
+
+    /// A durable step with any body: replayed from the journal, reconciled, or run.
+    pub(crate) fn step_with(
+        &self,
+        ctx: &NativeCallContext,
+        name: &str,
+        opts: StepOptions,
+        body: StepBody<'_>,
+    ) -> ScriptResult<Dynamic> {
+        let pos = ctx.call_position();
+        let key = self.position("step()", pos)?;
         let requested = format!("step {name:?}");
         let entry = self.recorded(
             &key,
@@ -503,7 +521,7 @@ impl RunContext {
         key: &str,
         name: &str,
         opts: &StepOptions,
-        body: &FnPtr,
+        body: &StepBody<'_>,
         first: u32,
     ) -> ScriptResult<Dynamic> {
         let pos = ctx.call_position();
@@ -528,7 +546,10 @@ impl RunContext {
                 effects: false,
                 deadline,
             });
-            let outcome: ScriptResult<Dynamic> = body.call_within_context(ctx, ());
+            let outcome: ScriptResult<Dynamic> = match body {
+                StepBody::Script(f) => f.call_within_context(ctx, ()),
+                StepBody::Native(f) => f(),
+            };
             let ended = lane::end_body();
             let effects = ended.as_ref().is_some_and(|b| b.effects);
 
@@ -760,22 +781,67 @@ impl RunContext {
         if lane::current_body().is_some() {
             return Ok(self.clock.now() as i64);
         }
-        let key = self.position("now()", pos)?;
+        let value = self.journaled_value(pos, "now", || Ok(self.clock.now().into()))?;
+        Ok(value.as_i64().unwrap_or_default())
+    }
+
+    /// A value the runbook must see identically on every replay: computed once (durably, as
+    /// something may depend on it), then answered from the journal. Takes a position.
+    pub(crate) fn journaled_value(
+        &self,
+        pos: Position,
+        name: &str,
+        compute: impl FnOnce() -> ScriptResult<Value>,
+    ) -> ScriptResult<Value> {
+        let key = self.position(&format!("{name}()"), pos)?;
+        let requested = format!("{name}()");
         if let Some(Entry::Value { value, .. }) = self.recorded(
             &key,
-            "now()",
-            |e| matches!(e, Entry::Value { name, .. } if name == "now"),
+            &requested,
+            |e| matches!(e, Entry::Value { name: n, .. } if n == name),
             pos,
         )? {
-            return Ok(value.as_i64().unwrap_or_default());
+            return Ok(value.clone());
         }
-        let now = self.clock.now();
-        self.record(Event::ValueRecorded {
+        let value = compute()?;
+        self.record_durable(Event::ValueRecorded {
             key,
-            name: "now".to_string(),
-            value: now.into(),
+            name: name.to_string(),
+            value: value.clone(),
         })?;
-        Ok(now as i64)
+        Ok(value)
+    }
+
+    /// Runs a future on `runtime` from this (non-runtime) thread, giving up when the run is
+    /// stopped or the running step passes its timeout. How blocking bindings wait.
+    pub(crate) fn block_on<F: std::future::Future>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        fut: F,
+    ) -> ScriptResult<F::Output> {
+        let deadline = lane::deadline();
+        let stop = async {
+            loop {
+                if self.is_stopping() {
+                    return stop_error();
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return timeout_error();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        runtime.block_on(async {
+            tokio::select! {
+                out = fut => Ok(out),
+                interrupted = stop => Err(interrupted),
+            }
+        })
+    }
+
+    /// A cancellable wait of `virtual_ms` of engine time (inside a body: bounded by its timeout).
+    pub(crate) fn pause(&self, virtual_ms: u64) -> ScriptResult<()> {
+        self.wait_until(self.clock.now() + virtual_ms)
     }
 
     /// `log(message)`: journaled and shown once, never again on replay.

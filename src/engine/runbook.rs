@@ -246,6 +246,7 @@ fn known_functions(engine: &rhai::Engine, ast: &AST) -> HashSet<String> {
     known.extend(RHAI_KEYWORDS.iter().map(|s| s.to_string()));
     known.extend(super::script_api::FUNCTIONS.iter().map(|s| s.to_string()));
     known.extend(super::ovh_api::METHODS.iter().map(|s| s.to_string()));
+    known.extend(super::mail_api::FUNCTIONS.iter().map(|s| s.to_string()));
     for f in ast.iter_functions() {
         known.insert(f.name.to_string());
         known.extend(f.params.iter().map(|p| p.to_string()));

@@ -171,6 +171,45 @@ impl Sim {
             .collect()
     }
 
+    /// Delivers the confirmation emails not yet delivered, over SMTP, if the fixture names a
+    /// server. A delivery that fails is tried again on the next tick.
+    async fn deliver_emails(&self) {
+        let (target, pending) = {
+            let w = self.world();
+            let Some(target) = w.fixture.smtp.clone() else {
+                return;
+            };
+            let pending: Vec<(usize, Value)> = w
+                .emails
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e["delivered"] == false)
+                .map(|(i, e)| (i, e.clone()))
+                .collect();
+            (target, pending)
+        };
+        for (i, email) in pending {
+            let smtp = crate::mail::SmtpConfig {
+                host: target.host.clone(),
+                port: target.port,
+                tls: crate::mail::Tls::None,
+                user: None,
+                password: None,
+                from: "OVHcloud <noreply@ovhcloud.example>".to_string(),
+            };
+            let msg = crate::mail::notify::Outgoing {
+                to: vec![email["to"].as_str().unwrap_or_default().to_string()],
+                subject: email["subject"].as_str().unwrap_or_default().to_string(),
+                body: email["body"].as_str().unwrap_or_default().to_string(),
+                message_id: None,
+            };
+            if crate::mail::notify::send(&smtp, &msg).await.is_ok() {
+                self.world.lock().unwrap_or_else(|p| p.into_inner()).emails[i]["delivered"] =
+                    json!(true);
+            }
+        }
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         self.faults
             .lock()
@@ -264,7 +303,7 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                drop(sim.world());
+                sim.deliver_emails().await;
             }
         })
     };

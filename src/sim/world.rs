@@ -26,6 +26,17 @@ pub struct Fixture {
     pub api: ApiSpec,
     #[serde(default)]
     pub faults: Vec<super::faults::Fault>,
+    /// Where OVH's confirmation emails are delivered (SMTP, no TLS: a local server); without
+    /// it they are only recorded (`/_sim/emails`).
+    #[serde(default)]
+    pub smtp: Option<SmtpTarget>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpTarget {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -592,6 +603,7 @@ impl World {
                     }
                     if let Some(to) = self.fixture.account.email.clone() {
                         self.emails.push(json!({
+                            "delivered": false,
                             "to": to,
                             "subject": format!("[OVHcloud] Datastore {source_name} restored as {name} on {pcc}"),
                             "body": format!("Hello,\n\nThe replication of datastore {source_name} (filer {source_filer}) is complete.\nIt is now available, read-only, as {name} on all hosts of datacenter {dc} of {pcc}.\nClone your virtual machines to a writable datastore before powering them on.\n\nOVHcloud\n"),

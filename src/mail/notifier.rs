@@ -1,0 +1,94 @@
+//! Built-in notifications: an [`Observer`] that emails responders when a run waits for them
+//! (with the exact `lifeboat approve` command), when a step fails, and when a run ends. It
+//! wraps the observer that prints progress, and never fails a run: a notification that cannot
+//! be sent is reported as a warning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::{Observer, Outcome, Progress};
+use crate::journal::RunId;
+
+use super::notify::{send, Outgoing};
+use super::{MailConfig, NotifyOn};
+
+pub struct Notifier {
+    inner: Arc<dyn Observer>,
+    config: MailConfig,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Notifier {
+    /// `inner` unless notifications are configured (an SMTP server, recipients, events).
+    pub fn wrap(
+        inner: Arc<dyn Observer>,
+        config: MailConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<dyn Observer> {
+        if config.smtp.is_none() || config.notify.to.is_empty() || config.notify.on.is_empty() {
+            return inner;
+        }
+        Arc::new(Notifier {
+            inner,
+            config,
+            runtime,
+        })
+    }
+
+    fn send(&self, on: NotifyOn, subject: String, body: String) {
+        if !self.config.notify.on.contains(&on) {
+            return;
+        }
+        let Some(smtp) = &self.config.smtp else {
+            return;
+        };
+        let msg = Outgoing {
+            to: self.config.notify.to.clone(),
+            subject,
+            body,
+            message_id: None,
+        };
+        let sent = self.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), send(smtp, &msg)).await
+        });
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: notification not sent: {e}"),
+            Err(_) => eprintln!(
+                "warning: notification not sent: the SMTP server did not answer within 30 s"
+            ),
+        }
+    }
+}
+
+impl Observer for Notifier {
+    fn progress(&self, run: &RunId, p: Progress<'_>) {
+        match &p {
+            Progress::WaitingApproval { gate, message } => self.send(
+                NotifyOn::Approval,
+                format!("[lifeboat] run {run} waits for approval at gate {gate}"),
+                format!("{message}\n\nTo approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n"),
+            ),
+            Progress::StepFailed { name, attempts, error } => self.send(
+                NotifyOn::Failure,
+                format!("[lifeboat] run {run}: step {name:?} failed"),
+                format!("Step {name:?} failed after {attempts} attempt(s):\n\n{error}\n\nJournal: lifeboat log {run}\n"),
+            ),
+            Progress::Finished { outcome: Some(outcome) } => {
+                let (state, detail) = match outcome {
+                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => ("succeeded", format!("Result:\n{v:#}\n")),
+                    Outcome::Failed { error } => ("failed", format!("{error}\n\nAfter fixing the cause: lifeboat resume {run}\n")),
+                    Outcome::Aborted { by } => ("was aborted", format!("Aborted by {by}.\n")),
+                    Outcome::Paused(reason) => ("paused", format!("{reason:?}\n\nlifeboat status {run}\n")),
+                };
+                self.send(
+                    NotifyOn::Finish,
+                    format!("[lifeboat] run {run} {state}"),
+                    format!("Run {run} {state}.\n\n{detail}\nSteps and timings: lifeboat status {run}\n"),
+                );
+            }
+            _ => {}
+        }
+        self.inner.progress(run, p);
+    }
+}
