@@ -270,3 +270,44 @@ fn ovhs_confirmation_email_from_the_simulator_wakes_the_relink() {
     assert_eq!(out.stdout.lines().nth(1), Some("[\"restore-000042\"]"));
     assert_eq!(mail.delivered().len(), 1);
 }
+
+#[test]
+fn built_in_notifications_tell_responders_when_a_run_needs_them_and_when_it_ends() {
+    let mail = MailServer::start();
+    let env = env_for(&mail)
+        .var("LIFEBOAT_NOTIFY_TO", ADDRESS)
+        .var("LIFEBOAT_NOTIFY_ON", "approval,failure,finish");
+    let rb = env.runbook("gate.rhai", "step(\"relink\", || 1);\napprove(\"move-ips\", \"Datastores are back. Move the IPs?\");\nstep(\"move\", || fail(\"zone refused\"));\n");
+    let out = env.run(&["run", &rb, "--no-wait"]);
+    out.expect_code(3);
+    let run = out.stdout.trim().to_string();
+    env.run(&["approve", &run, "move-ips"]).expect_code(0);
+    env.run(&["resume", &run]).expect_code(1);
+    let mut subjects: Vec<String> = mail
+        .delivered()
+        .iter()
+        .filter_map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(m.as_bytes())
+                .and_then(|p| p.subject().map(str::to_string))
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        vec![
+            format!("[lifeboat] run {run} failed"),
+            format!("[lifeboat] run {run} waits for approval at gate move-ips"),
+            format!("[lifeboat] run {run}: step \"move\" failed"),
+        ]
+    );
+    let approval = mail
+        .delivered()
+        .into_iter()
+        .find(|m| m.contains("waits for approval"))
+        .unwrap();
+    assert!(
+        approval.contains(&format!("lifeboat approve {run} move-ips")),
+        "{approval}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::{Observer, Outcome, Progress};
-use crate::journal::RunId;
+use crate::journal::{PauseReason, RunId};
 
 use super::notify::{send, Outgoing};
 use super::{MailConfig, NotifyOn};
@@ -73,6 +73,11 @@ impl Observer for Notifier {
                 NotifyOn::Failure,
                 format!("[lifeboat] run {run}: step {name:?} failed"),
                 format!("Step {name:?} failed after {attempts} attempt(s):\n\n{error}\n\nJournal: lifeboat log {run}\n"),
+            ),
+            Progress::Finished { outcome: Some(Outcome::Paused(PauseReason::Approval { gate })) } => self.send(
+                NotifyOn::Approval,
+                format!("[lifeboat] run {run} waits for approval at gate {gate}"),
+                format!("The run stopped at gate {gate} (--no-wait).\n\nTo approve, then continue it:\n\n    lifeboat approve {run} {gate}\n    lifeboat resume {run}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n"),
             ),
             Progress::Finished { outcome: Some(outcome) } => {
                 let (state, detail) = match outcome {
