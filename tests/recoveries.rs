@@ -515,3 +515,47 @@ fn ovh_login_requests_a_consumer_key_with_the_recovery_rules() {
     limited.env.run(&args).expect_code(0);
     assert!(limited.t.sim.requests().iter().all(|q| q["status"] != 403));
 }
+
+#[test]
+fn plan_mode_makes_the_reads_and_sends_no_change() {
+    let r = Recovery::start(None, 36_000.0);
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = mapping(&[
+        ("178.32.10.1/32", RBX),
+        ("178.32.10.20/32", RBX),
+        ("178.32.10.30/32", BHS),
+    ]);
+    let mut args = vec!["run", rb.as_str(), "--plan", "-p", m.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(0);
+    assert!(
+        r.posts().is_empty(),
+        "a plan sends no change: {:?}",
+        r.posts()
+    );
+    assert!(
+        r.t.sim
+            .requests()
+            .iter()
+            .any(|q| q["path"].as_str().unwrap().ends_with("/ipCanBeMovedTo")),
+        "the checks are made for real"
+    );
+    assert!(
+        out.stderr
+            .contains("plan: 4 changes this recovery would make (none was sent):\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("   1. [relink filer 42 (ssd-042)] POST /dedicatedCloud/pcc-137-74-200-1/datacenter/2001/linkFilerFromSbg {\"filerId\":42}\n"), "{}", out.stderr);
+    assert!(out.stderr.contains("   4. [move 178.32.10.1/32 -> ns5007001.ip-137-74-1.eu] POST /ip/178.32.10.1%2F32/move {\"to\":\"ns5007001.ip-137-74-1.eu\"}\n"), "{}", out.stderr);
+    let result: Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(result["ips"]["would_move"], 1);
+    assert_eq!(
+        result["ips"]["refused"], 1,
+        "the refusal is found by the real check"
+    );
+    assert_eq!(result["ips"]["already_there"], 1);
+    // Nothing changed at OVH.
+    assert_eq!(r.t.sim.state(), Recovery::start(None, 1.0).t.sim.state());
+}

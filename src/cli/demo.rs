@@ -107,7 +107,12 @@ pub fn run() -> Result<u8, Error> {
     eprintln!("  a PCC in sbg1a with 3 datastores, a PCC in rbx, 5 failover IPs on SBG servers;");
     eprintln!("  OVH's tasks run {SPEED}x faster (a six-hour copy takes six seconds).");
     eprintln!();
-    let id = engine.create(&runbook, params, vec!["all".to_string()])?;
+    let id = engine.create(
+        &runbook,
+        params,
+        vec!["all".to_string()],
+        crate::journal::Mode::Normal,
+    )?;
     let outcome = engine.execute(&id, None, RunOptions::default())?;
     eprint!("{}", super::output::outcome(&id, &outcome));
     if let Outcome::Succeeded(result) = &outcome {

@@ -16,7 +16,7 @@ use crate::control::{self, Access, Request, Response, Service};
 use crate::engine::ovh_api::OvhAccess;
 use crate::engine::{params, Engine, Limits, Outcome, Prompt, RunOptions, Runbook};
 use crate::error::Error;
-use crate::journal::{RunExport, RunId};
+use crate::journal::{Mode, RunExport, RunId};
 
 /// Disaster-recovery runbooks that survive crashes: durable, resumable, rehearsable.
 #[derive(Debug, Parser)]
@@ -56,6 +56,10 @@ enum Command {
         /// Approve this gate in advance (repeatable; `all` approves every gate).
         #[arg(long = "approve", value_name = "GATE")]
         approve: Vec<String>,
+        /// Plan: make the reads for real, record every change instead of sending it, skip
+        /// waits, sleeps and gates, and print the changes the recovery would make.
+        #[arg(long)]
+        plan: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -240,6 +244,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             params: raw,
             no_wait,
             approve,
+            plan,
             limits,
         } => {
             let limits = limits.limits();
@@ -252,9 +257,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let values = params::resolve(&rb.declaration.params, &given)?;
             let clock = clock()?;
             let exec = open_engine(&db, config_file.as_deref(), clock, limits)?;
-            let id = exec.engine.create(&rb, values, approve)?;
+            let mode = if plan { Mode::Plan } else { Mode::Normal };
+            let id = exec.engine.create(&rb, values, approve, mode)?;
             println!("{id}");
             let outcome = exec.engine.execute(&id, None, run_options(no_wait, vec![]));
+            if plan {
+                eprint!("{}", output::plan(&exec.engine.journal().events(&id)?));
+            }
             finish(&id, outcome)
         }
         Command::Resume {

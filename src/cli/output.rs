@@ -244,6 +244,7 @@ pub fn run_status(
             "id": run.id,
             "runbook": run.runbook,
             "params": run.params,
+            "mode": run.mode,
             "state": run.state,
             "status": state_label(run, live),
             "created_at": run.created_at,
@@ -260,6 +261,9 @@ pub fn run_status(
         run.runbook.name, run.runbook.path
     );
     let _ = writeln!(out, "state:     {}", state_label(run, live));
+    if run.mode == crate::journal::Mode::Plan {
+        let _ = writeln!(out, "mode:      plan (no change was sent)");
+    }
     match &run.state {
         RunState::Failed { error, .. } => {
             let _ = writeln!(out, "error:     {error}");
@@ -308,6 +312,35 @@ pub fn run_status(
         &rows,
     ));
     Ok(out)
+}
+
+/// The closing list of a plan: every change the recovery would make, in order, by step.
+pub fn plan(events: &[EventRecord]) -> String {
+    let planned: Vec<(&Option<String>, &str, &Value)> = events
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Planned { step, call, body } => Some((step, call.as_str(), body)),
+            _ => None,
+        })
+        .collect();
+    if planned.is_empty() {
+        return "plan: this recovery would change nothing\n".to_string();
+    }
+    let mut out = format!(
+        "plan: {} change{} this recovery would make (none was sent):\n",
+        planned.len(),
+        if planned.len() == 1 { "" } else { "s" }
+    );
+    for (i, (step, call, body)) in planned.iter().enumerate() {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            format!(" {body}")
+        };
+        let step = step.as_ref().map(|s| format!("[{s}] ")).unwrap_or_default();
+        let _ = writeln!(out, "  {:>2}. {step}{call}{body}", i + 1);
+    }
+    out
 }
 
 /// `lifeboat log RUN_ID`.
@@ -388,6 +421,14 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
             Event::GateApproved { gate, by } => format!("gate {gate:?} approved by {by}"),
             Event::ValueRecorded { key, name, value } => format!("{name}() at {key} = {value}"),
             Event::Logged { message, .. } => format!("log: {message}"),
+            Event::Planned { step, call, body } => {
+                format!(
+                    "planned (not sent){}: {call} {body}",
+                    step.as_ref()
+                        .map(|s| format!(" in step {s:?}"))
+                        .unwrap_or_default()
+                )
+            }
             Event::RunPaused { reason } => format!("run paused: {}", pause_text(reason)),
             Event::RunSucceeded { .. } => "run succeeded".to_string(),
             Event::RunFailed { error, .. } => format!("run failed: {error}"),

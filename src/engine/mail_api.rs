@@ -85,6 +85,12 @@ pub(super) fn register(
                 ));
             }
             let name = format!("notify: {subject}");
+            if c.plan() {
+                c.record_planned("notify", json!({ "to": to, "subject": subject }))?;
+                return rhai::serde::to_dynamic(
+                    json!({ "to": to, "subject": subject, "planned": true }),
+                );
+            }
             let run = c.id.to_string();
             let send_once = || -> ScriptResult<Dynamic> {
                 let smtp = config.smtp.clone().ok_or_else(|| {
@@ -144,6 +150,10 @@ pub(super) fn register(
                 }
                 other => return Err(script_error(format!("unknown wait_email option {other:?} (from, subject, body, timeout, poll, or_when)"), pos)),
             }
+        }
+        if c.plan() {
+            // A plan skips waits.
+            return rhai::serde::to_dynamic(json!({ "via": "plan", "captures": [], "subject": "", "text": "" }));
         }
         let subject = text(&opts, "subject");
         let criteria = Criteria::new(text(&opts, "from"), subject.as_deref(), text(&opts, "body").as_deref()).map_err(|e| mail_error(&e, pos))?;

@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
 use crate::journal::{
-    self, Entry, Event, Journal, PauseReason, RunId, RunRecord, RunState, RunView, RunbookInfo,
-    StepState,
+    self, Entry, Event, Journal, Mode, PauseReason, RunId, RunRecord, RunState, RunView,
+    RunbookInfo, StepState,
 };
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
@@ -312,6 +312,7 @@ impl Engine {
         runbook: &Runbook,
         params: serde_json::Map<String, Value>,
         pre_approved: Vec<String>,
+        mode: Mode,
     ) -> Result<RunId, Error> {
         let now = self.clock.now();
         let id = RunId::new(self.journal.unique()?);
@@ -326,6 +327,7 @@ impl Engine {
             source: runbook.source.clone(),
             params,
             pre_approved,
+            mode,
             created_at: now,
             updated_at: now,
             state: RunState::Running {
@@ -388,6 +390,7 @@ impl Engine {
             opts,
             record.pre_approved.clone(),
             failed_step,
+            record.mode == Mode::Plan,
         ));
         ctx.set_ast(runbook.ast.clone());
         lock(&self.live.runs).insert(id.clone(), ctx.clone());
@@ -665,6 +668,7 @@ mod tests {
             RunOptions::default(),
             vec![],
             None,
+            false,
         ));
         let mut engine = rhai::Engine::new_raw();
         script_api::register(&mut engine, ctx.clone());

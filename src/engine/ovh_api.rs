@@ -43,6 +43,15 @@ impl OvhApi {
         body: Option<&Value>,
     ) -> ScriptResult<Value> {
         let what = format!("ovh {method} {path}");
+        if method != "GET" && self.ctx.plan() {
+            // A plan never sends a change: it records it and answers with a result the
+            // runbook can go on with (a task that is already done).
+            self.ctx.record_planned(
+                &format!("{method} {path}"),
+                body.cloned().unwrap_or(Value::Null),
+            )?;
+            return Ok(planned_task());
+        }
         if method != "GET" {
             // Changes something at OVH: must be inside a step, journaled before it leaves.
             self.ctx.before_effect(&what, pos)?;
@@ -98,6 +107,10 @@ impl OvhApi {
             .ctx
             .clock
             .real_duration(wait.timeout.as_millis() as u64);
+        if self.ctx.plan() {
+            // A plan skips waits (and its tasks were never created).
+            return Ok(planned_task());
+        }
         let access = self.access.as_ref().ok_or_else(|| {
             error_value(
                 json!({ "message": "ovh wait: this run has no OVH client" }),
@@ -109,6 +122,11 @@ impl OvhApi {
         })?;
         self.block_on(access, pos, client.wait_task(&task, wait))
     }
+}
+
+/// What a planned change answers: a task that is already done, in both task shapes.
+fn planned_task() -> Value {
+    json!({ "taskId": 0, "status": "done", "state": "done", "progress": 100, "function": "planned", "name": "planned", "planned": true })
 }
 
 pub(super) fn error_value(v: Value, pos: Position) -> Box<EvalAltResult> {

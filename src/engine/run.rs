@@ -69,6 +69,8 @@ pub struct RunContext {
     fatal: Mutex<Option<Error>>,
     positions: AtomicU64,
     last_step_failure: Mutex<Option<String>>,
+    /// Plan mode: changes are recorded, not made; waits are skipped.
+    plan: bool,
 }
 
 impl RunContext {
@@ -84,6 +86,7 @@ impl RunContext {
         opts: RunOptions,
         pre_approved: Vec<String>,
         failed_step: Option<String>,
+        plan: bool,
     ) -> RunContext {
         let approvals = view.approvals.clone();
         RunContext {
@@ -107,7 +110,23 @@ impl RunContext {
             fatal: Mutex::new(None),
             positions: AtomicU64::new(0),
             last_step_failure: Mutex::new(None),
+            plan,
         }
+    }
+
+    /// Whether this is a plan: nothing may change outside lifeboat.
+    pub(crate) fn plan(&self) -> bool {
+        self.plan
+    }
+
+    /// Plan mode: records the change `call` would have made (never sent).
+    pub(crate) fn record_planned(&self, call: &str, body: Value) -> ScriptResult<()> {
+        let step = lane::current_body().map(|b| b.name);
+        self.record(Event::Planned {
+            step,
+            call: call.to_string(),
+            body,
+        })
     }
 
     pub(crate) fn set_ast(&self, ast: Arc<AST>) {
@@ -673,7 +692,12 @@ impl RunContext {
     /// `sleep(duration)`: durable between steps (a resume waits only what is left), a plain
     /// wait inside a step body.
     pub(crate) fn sleep(&self, pos: Position, duration: Duration) -> ScriptResult<()> {
-        let ms = duration.as_millis() as u64;
+        // A plan skips waits.
+        let ms = if self.plan {
+            0
+        } else {
+            duration.as_millis() as u64
+        };
         if lane::current_body().is_some() {
             return self.wait_until(self.clock.now() + ms);
         }
@@ -732,7 +756,8 @@ impl RunContext {
         if lock(&self.approvals).contains_key(gate) {
             return Ok(());
         }
-        if self.pre_approved.iter().any(|g| g == gate || g == "all") {
+        // A plan does not stop at gates: it is there to show what lies past them.
+        if self.plan || self.pre_approved.iter().any(|g| g == gate || g == "all") {
             self.approve(gate, "--approve").map_err(|e| self.fatal(e))?;
             return Ok(());
         }

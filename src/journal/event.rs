@@ -89,6 +89,12 @@ pub enum Event {
         key: Option<String>,
         message: String,
     },
+    /// Plan mode: a change the run would have made (not sent), in the step `step`.
+    Planned {
+        step: Option<String>,
+        call: String,
+        body: Value,
+    },
     RunPaused {
         reason: PauseReason,
     },

@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use event::{Event, EventRecord, PauseReason};
-pub use run::{RunId, RunRecord, RunState, RunbookInfo};
+pub use run::{Mode, RunId, RunRecord, RunState, RunbookInfo};
 pub use step_state::{Entry, RunView, StepState};
 pub use store::{Keyspace, SledStore, Store};
 
@@ -334,6 +334,7 @@ mod tests {
             source: "1".into(),
             params: Default::default(),
             pre_approved: vec![],
+            mode: Mode::Normal,
             created_at: 1,
             updated_at: 1,
             state: RunState::Running { pid: 1 },

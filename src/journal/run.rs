@@ -142,6 +142,18 @@ impl RunState {
     }
 }
 
+/// How a run treats the outside world.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// For real.
+    #[default]
+    Normal,
+    /// Reads for real; every change is recorded, answered with a synthetic result, and not
+    /// sent. Waits, sleeps and gates are skipped.
+    Plan,
+}
+
 /// The stored header of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -153,6 +165,8 @@ pub struct RunRecord {
     /// Gates approved in advance (`--approve GATE`, `--approve all`).
     #[serde(default)]
     pub pre_approved: Vec<String>,
+    #[serde(default)]
+    pub mode: Mode,
     pub created_at: u64,
     pub updated_at: u64,
     pub state: RunState,

@@ -306,6 +306,7 @@ impl RunView {
             ),
             Event::Logged { key: None, .. } => {}
             Event::RunStarted { .. }
+            | Event::Planned { .. }
             | Event::RunPaused { .. }
             | Event::RunSucceeded { .. }
             | Event::RunFailed { .. }
