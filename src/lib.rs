@@ -13,6 +13,8 @@
 //! - [`ovh`]: the OVHcloud API client (signing, typed calls, retries, task waits).
 //! - [`sim`]: `lifeboat sim`, a local twin of the OVH API calls recoveries make.
 //! - [`secret`]: credentials that never print.
+//! - [`twin`]: a simulator fixture read from a real account, for rehearsals.
+//! - [`report`]: run reports (steps, timings, RTO, changes made or planned).
 //! - [`clock`]: time, passed in so tests and rehearsals can compress it.
 //! - [`cli`]: the command line.
 //! - [`error`]: the crate error and its exit-code policy.
@@ -25,7 +27,9 @@ pub mod error;
 pub mod journal;
 pub mod mail;
 pub mod ovh;
+pub mod report;
 pub mod secret;
 pub mod sim;
+pub mod twin;
 
 pub use error::Error;

@@ -559,3 +559,141 @@ fn plan_mode_makes_the_reads_and_sends_no_change() {
     // Nothing changed at OVH.
     assert_eq!(r.t.sim.state(), Recovery::start(None, 1.0).t.sim.state());
 }
+
+#[test]
+fn a_twin_is_read_with_gets_only_and_holds_no_secret() {
+    let r = Recovery::start(None, 1.0);
+    let twin = r.env.dir.path().join("twin.json");
+    let out = r
+        .env
+        .run(&["twin", "snapshot", "--out", twin.to_str().unwrap()]);
+    out.expect_code(0);
+    assert!(
+        out.stderr
+            .contains("5 servers, 5 failover IPs, 2 Private Clouds"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        r.t.sim.requests().iter().all(|q| q["method"] == "GET"),
+        "only reads"
+    );
+    let text = std::fs::read_to_string(&twin).unwrap();
+    for secret in [
+        "demo-application-secret",
+        "demo-consumer-key",
+        "demo-application-key",
+    ] {
+        assert!(!text.contains(secret), "the twin holds {secret}");
+    }
+    // The twin is the account: same servers, routing, virtual MACs, Private Clouds and filers.
+    let twin: Value = serde_json::from_str(&text).unwrap();
+    let source = r.t.sim.state();
+    let routes = |v: &Value| -> Vec<(String, String, usize)> {
+        let mut x: Vec<_> = v["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["block"].as_str().unwrap().to_string(),
+                    i["routed_to"].as_str().unwrap().to_string(),
+                    i["vmacs"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        x.sort();
+        x
+    };
+    assert_eq!(routes(&twin), routes(&source));
+    let filers = |v: &Value| -> Vec<(String, String, Vec<i64>)> {
+        v["pccs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["service_name"].as_str().unwrap().to_string(),
+                    p["location"].as_str().unwrap().to_string(),
+                    p["datacenters"][0]["filers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["id"].as_i64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(filers(&twin), filers(&source));
+}
+
+#[test]
+fn a_rehearsal_on_a_twin_completes_and_reports_every_step() {
+    let r = Recovery::start(None, 1.0);
+    let twin = r.env.dir.path().join("twin.json");
+    r.env
+        .run(&["twin", "snapshot", "--out", twin.to_str().unwrap()])
+        .expect_code(0);
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = mapping(&[("178.32.10.1/32", RBX), ("178.32.10.30/32", BHS)]);
+    let mut args = vec![
+        "rehearse",
+        rb.as_str(),
+        "--twin",
+        twin.to_str().unwrap(),
+        "--speed",
+        "36000",
+        "-p",
+        m.as_str(),
+    ];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(0);
+    assert!(
+        r.posts().is_empty(),
+        "the rehearsal touched the twin, not the account"
+    );
+    let run = out.stdout.lines().next().unwrap().to_string();
+    assert!(
+        out.stdout
+            .contains(&format!("# Run {run}: sbg-full-recovery\n")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("| RTO | 12h 00m (met, "),
+        "{}",
+        out.stdout
+    );
+    for step in [
+        "list source filers",
+        "check the destination",
+        "relink filer 42 (ssd-042)",
+        "wait for the copy of filer 57",
+        "approve move-ips",
+        "move 178.32.10.1/32 -> ns5007001.ip-137-74-1.eu",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("| {step} |")),
+            "report lacks {step}: {}",
+            out.stdout
+        );
+    }
+    let json = r.env.run(&["report", &run, "--format", "json"]);
+    json.expect_code(0);
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded");
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "step")
+        .all(|s| s["duration_ms"].is_u64()));
+    assert_eq!(
+        report["changes"].as_array().unwrap().len(),
+        4,
+        "3 relinks and 1 move were made (on the twin)"
+    );
+    assert!(report["waiting_ms"].as_u64().unwrap() > 0);
+}

@@ -20,19 +20,23 @@ const RUNBOOK: &str = include_str!("../../runbooks/sbg-full-recovery.rhai");
 /// OVH's tasks run this many times faster in the demo: a six-hour copy takes six seconds.
 const SPEED: f64 = 3600.0;
 
-pub fn run() -> Result<u8, Error> {
-    let started = std::time::Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    let fixture = Sim::demo_fixture();
+/// Starts the simulator on `fixture` in `runtime` on a free loopback port, and a client that
+/// holds the fixture's own credentials.
+pub(super) fn start_sim(
+    runtime: &tokio::runtime::Runtime,
+    fixture: crate::sim::world::Fixture,
+    speed: f64,
+) -> Result<(Arc<Sim>, Arc<Client>), Error> {
+    if !(speed > 0.0 && speed.is_finite()) {
+        return Err(Error::Usage(format!(
+            "--speed must be a positive number, not {speed}"
+        )));
+    }
     let account = fixture.account.clone();
     let sim = Sim::new(
         fixture,
         Options {
-            speed: SPEED,
+            speed,
             ..Options::default()
         },
     )
@@ -51,6 +55,29 @@ pub fn run() -> Result<u8, Error> {
         sim.clone(),
         std::future::pending(),
     ));
+    let config = Config {
+        endpoint: base.clone(),
+        base_url: base,
+        auth: Auth::Signed {
+            application_key: account.application_key,
+            application_secret: Secret::new(account.application_secret),
+            consumer_key: Some(Secret::new(account.consumer_key)),
+        },
+    };
+    let client =
+        Client::new(config, ClientOptions::default()).map_err(|e| Error::Usage(e.to_string()))?;
+    Ok((sim, Arc::new(client)))
+}
+
+pub fn run() -> Result<u8, Error> {
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let (sim, client) = start_sim(&runtime, Sim::demo_fixture(), SPEED)?;
+    let base = client.config().base_url.clone();
 
     let store = std::env::temp_dir().join(format!(
         "lifeboat-demo-{}-{}",
@@ -58,18 +85,7 @@ pub fn run() -> Result<u8, Error> {
         SystemClock.now()
     ));
     let journal = Arc::new(crate::journal::Journal::open(&store)?);
-    let config = Config {
-        endpoint: base.clone(),
-        base_url: base.clone(),
-        auth: Auth::Signed {
-            application_key: account.application_key,
-            application_secret: Secret::new(account.application_secret),
-            consumer_key: Some(Secret::new(account.consumer_key)),
-        },
-    };
-    let client = Client::new(config, ClientOptions::default())
-        .map(Arc::new)
-        .map_err(|e| e.to_string());
+    let client: Result<Arc<Client>, String> = Ok(client);
     let engine = Engine::new(
         journal,
         Arc::new(SystemClock),

@@ -107,6 +107,34 @@ enum Command {
     Import { file: String },
     /// Run the SBG recovery end to end against the built-in simulator, in a fresh store.
     Demo,
+    /// Twins of a real account, for rehearsals.
+    Twin {
+        #[command(subcommand)]
+        command: TwinCommand,
+    },
+    /// Run a runbook end to end against a twin of the account (a simulator in this process),
+    /// then print its report. Gates are approved in advance.
+    Rehearse {
+        runbook: String,
+        /// The twin (from `lifeboat twin snapshot`).
+        #[arg(long, value_name = "FILE")]
+        twin: String,
+        /// OVH's tasks run this many times faster.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// A parameter, as name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// A run's report: steps, timings, RTO met or missed, changes made or planned.
+    Report {
+        run_id: String,
+        /// md or json.
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
     /// OVH credentials.
     Ovh {
         #[command(subcommand)]
@@ -132,6 +160,16 @@ enum Command {
         /// On Ctrl-C, write the account as it then is to this fixture file.
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TwinCommand {
+    /// Read the account's servers, failover IPs and Private Clouds (GET calls only) through the
+    /// configured OVH credentials, and write a simulator fixture. No credential is written.
+    Snapshot {
+        #[arg(long, value_name = "FILE")]
+        out: String,
     },
 }
 
@@ -345,6 +383,69 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Demo => demo::run(),
+        Command::Twin {
+            command: TwinCommand::Snapshot { out },
+        } => twin_snapshot(&out),
+        Command::Rehearse {
+            runbook,
+            twin,
+            speed,
+            params: raw,
+            limits,
+        } => {
+            let limits = limits.limits();
+            let rb = Runbook::load(&runbook, &limits)?;
+            let given = raw
+                .iter()
+                .map(|a| params::split_assignment(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            let values = params::resolve(&rb.declaration.params, &given)?;
+            let fixture =
+                crate::sim::Sim::load_fixture(&twin).map_err(|e| Error::Usage(e.to_string()))?;
+            let runtime = new_runtime()?;
+            let (_sim, client) = demo::start_sim(&runtime, fixture, speed)?;
+            let exec = open_engine_with(
+                &db,
+                config_file.as_deref(),
+                clock()?,
+                limits,
+                runtime,
+                Ok(client),
+            )?;
+            let id = exec
+                .engine
+                .create(&rb, values, vec!["all".to_string()], Mode::Normal)?;
+            println!("{id}");
+            let outcome = exec.engine.execute(&id, None, run_options(true, vec![]));
+            let code = finish(&id, outcome)?;
+            let journal = exec.engine.journal();
+            let report = crate::report::build(&journal.run(&id)?, &journal.events(&id)?)?;
+            print!("{}", crate::report::markdown(&report));
+            Ok(code)
+        }
+        Command::Report { run_id, format } => {
+            let id = parse_run_id(&run_id)?;
+            match Access::open(&db, clock()?)?.call(Request::Run { id })? {
+                Response::Run { run, events, .. } => {
+                    let report = crate::report::build(&run, &events)?;
+                    match format.as_str() {
+                        "md" => print!("{}", crate::report::markdown(&report)),
+                        "json" => println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report)
+                                .map_err(|e| Error::Usage(e.to_string()))?
+                        ),
+                        other => {
+                            return Err(Error::Usage(format!(
+                                "--format: md or json, not {other:?}"
+                            )))
+                        }
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+            Ok(0)
+        }
         Command::Ovh {
             command: OvhCommand::Login { redirect },
         } => ovh_login(redirect),
@@ -491,6 +592,29 @@ fn client_options() -> Result<crate::ovh::ClientOptions, String> {
     Ok(opts)
 }
 
+fn twin_snapshot(out: &str) -> Result<u8, Error> {
+    let config = crate::ovh::Config::from_environment(&Default::default())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let client = crate::ovh::Client::new(config, client_options().map_err(Error::Usage)?)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let runtime = new_runtime()?;
+    let fixture = runtime
+        .block_on(crate::twin::snapshot(&client))
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&fixture).map_err(|e| Error::Usage(e.to_string()))?;
+    std::fs::write(out, json + "\n").map_err(|source| Error::File {
+        path: out.to_string(),
+        source,
+    })?;
+    eprintln!(
+        "twin written to {out}: {} servers, {} failover IPs, {} Private Clouds (credentials are placeholders, never the account's)",
+        fixture.servers.len(),
+        fixture.ips.len(),
+        fixture.pccs.len()
+    );
+    Ok(0)
+}
+
 /// An engine ready to execute runs, with the async runtime its OVH calls use.
 struct Executor {
     engine: Engine,
@@ -506,6 +630,35 @@ fn open_engine(
     clock: Arc<dyn Clock>,
     limits: Limits,
 ) -> Result<Executor, Error> {
+    let runtime = new_runtime()?;
+    let client = crate::ovh::Config::from_environment(&Default::default())
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            crate::ovh::Client::new(config, client_options()?)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+    open_engine_with(db, config_file, clock, limits, runtime, client)
+}
+
+/// The async runtime OVH calls, mail and an in-process simulator run on.
+fn new_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// [`open_engine`] with a given runtime and OVH client (a rehearsal's simulator).
+fn open_engine_with(
+    db: &std::path::Path,
+    config_file: Option<&std::path::Path>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    runtime: tokio::runtime::Runtime,
+    client: Result<Arc<crate::ovh::Client>, String>,
+) -> Result<Executor, Error> {
     // A config file that is there but wrong stops everything before the run: better now than
     // at the notification six hours in.
     let default_config = crate::mail::default_config_path();
@@ -514,18 +667,6 @@ fn open_engine(
     })
     .map_err(|e| Error::Usage(e.to_string()))?;
     let journal = Access::open_for_run(db)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    let client = crate::ovh::Config::from_environment(&Default::default())
-        .map_err(|e| e.to_string())
-        .and_then(|config| {
-            crate::ovh::Client::new(config, client_options()?)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        });
     let observer = crate::mail::notifier::Notifier::wrap(
         Arc::new(output::Progress::new()),
         mail.clone(),

@@ -712,6 +712,27 @@ fn handle(
             ips.extend(w.fixture.ips.iter().filter(|i| i.routed_to.as_deref() == Some(*name)).map(|i| i.block.clone()));
             Ok(json!(ips))
         }
+        ("GET", ["dedicated", "server", name, "virtualMac"]) => {
+            let server = w.fixture.servers.iter().find(|s| s.name == *name).ok_or_else(|| missing(&format!("serviceName = {name}")))?;
+            if !server.vmac {
+                return Err(Refusal { status: 400, message: format!("{name} does not support virtual MACs"), error_code: None });
+            }
+            let mut macs: Vec<&str> = w.fixture.ips.iter().filter(|i| i.routed_to.as_deref() == Some(*name)).flat_map(|i| i.vmacs.iter().map(|v| v.mac.as_str())).collect();
+            macs.sort_unstable();
+            macs.dedup();
+            Ok(json!(macs))
+        }
+        ("GET", ["dedicated", "server", name, "virtualMac", mac]) => Ok(json!({ "macAddress": mac, "type": "ovh" })).and_then(|v| {
+            let known = w.fixture.ips.iter().any(|i| i.routed_to.as_deref() == Some(*name) && i.vmacs.iter().any(|m| m.mac == *mac));
+            if known { Ok(v) } else { Err(missing(&format!("macAddress = {mac}"))) }
+        }),
+        ("GET", ["dedicated", "server", name, "virtualMac", mac, "virtualAddress"]) => Ok(json!(w
+            .fixture
+            .ips
+            .iter()
+            .filter(|i| i.routed_to.as_deref() == Some(*name) && i.vmacs.iter().any(|m| m.mac == *mac))
+            .map(|i| i.block.split('/').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>())),
         ("GET", ["dedicated", "server", name, "ipCanBeMovedTo"]) => {
             let ip = query_param(uri, "ip").ok_or_else(|| Refusal { status: 400, message: "Missing parameter ip".into(), error_code: None })?;
             w.check_ip_move(&ip, name).map(|_| Value::Null)

@@ -1,0 +1,247 @@
+//! Run reports: what a rehearsal (or a real recovery) proves. Built from the journal alone:
+//! the runbook, parameters (values of secret-looking names masked), mode, start, end, total
+//! duration against the declared RTO, every step with attempts and duration, waiting versus
+//! working time, errors, and the changes made or planned.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{format_duration, format_time};
+use crate::engine::summarize;
+use crate::journal::{Error, Event, EventRecord, Mode, RunRecord, RunState, RunView};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub run: String,
+    pub runbook: String,
+    pub path: String,
+    pub mode: Mode,
+    pub state: String,
+    pub params: serde_json::Map<String, Value>,
+    pub started: String,
+    pub ended: String,
+    pub duration_ms: u64,
+    pub rto: Option<Rto>,
+    /// Time spent in waits (sleeps, gates, steps that wait for OVH or an email).
+    pub waiting_ms: u64,
+    /// Time spent in the other steps.
+    pub working_ms: u64,
+    pub steps: Vec<ReportStep>,
+    pub changes: Vec<Change>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rto {
+    pub target_ms: u64,
+    pub met: bool,
+    /// How far under (negative) or over (positive) the target the run ended.
+    pub margin_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportStep {
+    pub name: String,
+    pub kind: String,
+    pub state: String,
+    pub attempts: u32,
+    pub duration_ms: Option<u64>,
+    pub waiting: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Change {
+    pub step: Option<String>,
+    pub call: String,
+    /// Recorded by a plan, not sent.
+    pub planned: bool,
+}
+
+/// Names whose values a report never shows.
+fn secret_name(name: &str) -> bool {
+    let n = name.to_lowercase();
+    ["secret", "password", "token", "key", "credential"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+fn is_waiting(kind: &str, name: &str) -> bool {
+    kind != "step" || name.starts_with("wait for") || name.starts_with("wait ")
+}
+
+pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
+    let view = RunView::from_events(events)?;
+    let mut names = std::collections::HashMap::new();
+    let mut changes = Vec::new();
+    for e in events {
+        match &e.event {
+            Event::StepStarted { key, name, .. } => {
+                names.insert(key.clone(), name.clone());
+            }
+            Event::StepEffect { key, what, .. } => changes.push(Change {
+                step: names.get(key).cloned(),
+                call: what.clone(),
+                planned: false,
+            }),
+            Event::Planned { step, call, .. } => changes.push(Change {
+                step: step.clone(),
+                call: call.clone(),
+                planned: true,
+            }),
+            _ => {}
+        }
+    }
+    let steps: Vec<ReportStep> = summarize(&view)
+        .into_iter()
+        .map(|s| ReportStep {
+            waiting: is_waiting(s.kind, &s.name),
+            name: s.name,
+            kind: s.kind.to_string(),
+            state: s.state,
+            attempts: s.attempts,
+            duration_ms: s.duration_ms,
+            error: s.error,
+        })
+        .collect();
+    let waiting_ms = steps
+        .iter()
+        .filter(|s| s.waiting)
+        .filter_map(|s| s.duration_ms)
+        .sum();
+    let working_ms = steps
+        .iter()
+        .filter(|s| !s.waiting)
+        .filter_map(|s| s.duration_ms)
+        .sum();
+    let duration_ms = run.updated_at.saturating_sub(run.created_at);
+    let rto = run.runbook.rto_secs.map(|secs| {
+        let target_ms = secs * 1000;
+        Rto {
+            target_ms,
+            met: duration_ms <= target_ms,
+            margin_ms: duration_ms as i64 - target_ms as i64,
+        }
+    });
+    let params = run
+        .params
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if secret_name(k) {
+                    Value::String("***".into())
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect();
+    Ok(Report {
+        run: run.id.to_string(),
+        runbook: run.runbook.name.clone(),
+        path: run.runbook.path.clone(),
+        mode: run.mode,
+        state: run.state.label().to_string(),
+        params,
+        started: format_time(run.created_at),
+        ended: format_time(run.updated_at),
+        duration_ms,
+        rto,
+        waiting_ms,
+        working_ms,
+        steps,
+        changes,
+        error: match &run.state {
+            RunState::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        },
+    })
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &Report) -> String {
+    let mut out = format!("# Run {}: {}\n\n", r.run, r.runbook);
+    let mode = match r.mode {
+        Mode::Normal => "normal",
+        Mode::Plan => "plan (no change sent)",
+    };
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| runbook | `{}` |", r.path);
+    let _ = writeln!(out, "| mode | {mode} |");
+    let _ = writeln!(out, "| state | {} |", r.state);
+    let _ = writeln!(out, "| started | {} |", r.started);
+    let _ = writeln!(out, "| ended | {} |", r.ended);
+    let _ = writeln!(out, "| duration | {} |", format_duration(r.duration_ms));
+    if let Some(rto) = &r.rto {
+        let verdict = if rto.met {
+            format!(
+                "met, {} to spare",
+                format_duration(rto.margin_ms.unsigned_abs())
+            )
+        } else {
+            format!(
+                "**missed by {}**",
+                format_duration(rto.margin_ms.unsigned_abs())
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| RTO | {} ({verdict}) |",
+            format_duration(rto.target_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| waiting / working | {} / {} |",
+        format_duration(r.waiting_ms),
+        format_duration(r.working_ms)
+    );
+    if !r.params.is_empty() {
+        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        let _ = writeln!(out, "| parameters | {} |", p.join(" "));
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "| error | {} |", e.replace('|', "\\|"));
+    }
+    let _ = writeln!(
+        out,
+        "\n## Steps\n\n| step | state | attempts | duration | |\n|---|---|---|---|---|"
+    );
+    for s in &r.steps {
+        let d = s
+            .duration_ms
+            .map(format_duration)
+            .unwrap_or_else(|| "-".into());
+        let note = if s.waiting { "waiting" } else { "" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {d} | {note} |",
+            s.name.replace('|', "\\|"),
+            s.state,
+            s.attempts
+        );
+    }
+    if !r.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Changes {}\n",
+            if r.mode == Mode::Plan {
+                "planned (not sent)"
+            } else {
+                "made"
+            }
+        );
+        for c in &r.changes {
+            let step = c
+                .step
+                .as_ref()
+                .map(|s| format!("{s}: "))
+                .unwrap_or_default();
+            let _ = writeln!(out, "- {step}`{}`", c.call);
+        }
+    }
+    out
+}
