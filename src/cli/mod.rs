@@ -287,12 +287,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         } => {
             let limits = limits.limits();
             // Validate everything before touching the store.
-            let rb = Runbook::load(&runbook, &limits)?;
-            let given = raw
-                .iter()
-                .map(|a| params::split_assignment(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            let values = params::resolve(&rb.declaration.params, &given)?;
+            let (rb, values) = load_runbook(&runbook, &raw, &limits)?;
             let clock = clock()?;
             let exec = open_engine(&db, config_file.as_deref(), clock, limits)?;
             let mode = if plan { Mode::Plan } else { Mode::Normal };
@@ -394,12 +389,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             limits,
         } => {
             let limits = limits.limits();
-            let rb = Runbook::load(&runbook, &limits)?;
-            let given = raw
-                .iter()
-                .map(|a| params::split_assignment(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            let values = params::resolve(&rb.declaration.params, &given)?;
+            let (rb, values) = load_runbook(&runbook, &raw, &limits)?;
             let fixture =
                 crate::sim::Sim::load_fixture(&twin).map_err(|e| Error::Usage(e.to_string()))?;
             let runtime = new_runtime()?;
@@ -590,6 +580,22 @@ fn client_options() -> Result<crate::ovh::ClientOptions, String> {
             .map_err(|_| format!("LIFEBOAT_OVH_CONCURRENCY: expected a number, got {v:?}"))?;
     }
     Ok(opts)
+}
+
+/// Compiles a runbook and types its `-p name=value` parameters: everything a run needs, checked
+/// before the store is touched.
+fn load_runbook(
+    path: &str,
+    raw: &[String],
+    limits: &Limits,
+) -> Result<(Runbook, serde_json::Map<String, serde_json::Value>), Error> {
+    let rb = Runbook::load(path, limits)?;
+    let given = raw
+        .iter()
+        .map(|a| params::split_assignment(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = params::resolve(&rb.declaration.params, &given)?;
+    Ok((rb, values))
 }
 
 fn twin_snapshot(out: &str) -> Result<u8, Error> {
