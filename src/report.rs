@@ -44,6 +44,8 @@ pub struct Rto {
 #[derive(Debug, Serialize)]
 pub struct ReportStep {
     pub name: String,
+    /// When the step first started, counted from the start of the run.
+    pub offset_ms: Option<u64>,
     pub kind: String,
     pub state: String,
     pub attempts: u32,
@@ -97,6 +99,7 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
     let steps: Vec<ReportStep> = summarize(&view)
         .into_iter()
         .map(|s| ReportStep {
+            offset_ms: s.started_at.map(|t| t.saturating_sub(run.created_at)),
             waiting: is_waiting(s.kind, &s.name),
             name: s.name,
             kind: s.kind.to_string(),
@@ -244,4 +247,112 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     out
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The report as one self-contained HTML page (no external resource) with a timeline of the
+/// steps: each bar starts and ends where the step did, waiting steps drawn apart from working
+/// ones.
+pub fn html(r: &Report) -> String {
+    let total = r.duration_ms.max(1) as f64;
+    let mut rows = String::new();
+    for s in &r.steps {
+        let (Some(offset), Some(duration)) = (s.offset_ms, s.duration_ms) else {
+            let _ = writeln!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td class=\"lane\"></td><td>-</td></tr>",
+                escape_html(&s.name),
+                escape_html(&s.state)
+            );
+            continue;
+        };
+        let left = 100.0 * offset as f64 / total;
+        let width = (100.0 * duration as f64 / total).max(0.3);
+        // A short step at the very end keeps its bar inside the lane.
+        let left = left.min(100.0 - width);
+        let class = if s.waiting {
+            "bar waiting"
+        } else if s.state == "failed" {
+            "bar failed"
+        } else {
+            "bar"
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td class=\"lane\"><div class=\"{class}\" style=\"left:{left:.2}%;width:{width:.2}%\" title=\"{}\"></div></td><td>{}</td></tr>",
+            escape_html(&s.name),
+            escape_html(&s.state),
+            format_duration(duration),
+            format_duration(duration)
+        );
+    }
+    let rto = match &r.rto {
+        Some(rto) if rto.met => format!(
+            "{} — met, {} to spare",
+            format_duration(rto.target_ms),
+            format_duration(rto.margin_ms.unsigned_abs())
+        ),
+        Some(rto) => format!(
+            "{} — <strong>missed by {}</strong>",
+            format_duration(rto.target_ms),
+            format_duration(rto.margin_ms.unsigned_abs())
+        ),
+        None => "not declared".to_string(),
+    };
+    let changes: String = r
+        .changes
+        .iter()
+        .map(|c| {
+            format!(
+                "<li>{}<code>{}</code></li>",
+                c.step
+                    .as_ref()
+                    .map(|s| format!("{}: ", escape_html(s)))
+                    .unwrap_or_default(),
+                escape_html(&c.call)
+            )
+        })
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lifeboat run {run}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: left; }}
+.steps {{ width: 100%; }} .steps tr:nth-child(even) {{ background: #f4f4f4; }}
+.lane {{ position: relative; width: 55%; min-width: 300px; }}
+.bar {{ position: absolute; top: 4px; height: 12px; background: #2b6cb0; border-radius: 2px; }}
+.bar.waiting {{ background: #a0aec0; }} .bar.failed {{ background: #c53030; }}
+</style></head><body>
+<h1>Run {run}: {runbook}</h1>
+<table>
+<tr><th>state</th><td>{state}</td></tr>
+<tr><th>started</th><td>{started}</td></tr>
+<tr><th>ended</th><td>{ended}</td></tr>
+<tr><th>duration</th><td>{duration}</td></tr>
+<tr><th>RTO</th><td>{rto}</td></tr>
+<tr><th>waiting / working</th><td>{waiting} / {working}</td></tr>
+</table>
+<h2>Timeline</h2>
+<table class="steps"><tr><th>step</th><th>state</th><th>timeline</th><th>duration</th></tr>
+{rows}</table>
+<h2>Changes</h2>
+<ul>{changes}</ul>
+</body></html>
+"#,
+        run = escape_html(&r.run),
+        runbook = escape_html(&r.runbook),
+        state = escape_html(&r.state),
+        started = r.started,
+        ended = r.ended,
+        duration = format_duration(r.duration_ms),
+        waiting = format_duration(r.waiting_ms),
+        working = format_duration(r.working_ms),
+    )
 }

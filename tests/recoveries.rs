@@ -696,4 +696,26 @@ fn a_rehearsal_on_a_twin_completes_and_reports_every_step() {
         "3 relinks and 1 move were made (on the twin)"
     );
     assert!(report["waiting_ms"].as_u64().unwrap() > 0);
+    let html = r.env.run(&["report", &run, "--format", "html"]);
+    html.expect_code(0);
+    let page = html.stdout;
+    let steps_with_duration = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["duration_ms"].is_u64())
+        .count();
+    assert_eq!(
+        page.matches("<div class=\"bar").count(),
+        steps_with_duration,
+        "one timeline bar per timed step"
+    );
+    assert!(
+        page.contains("<h1>Run ") && page.contains("met, "),
+        "{page}"
+    );
+    assert!(
+        !page.contains("src=") && !page.contains("href="),
+        "self-contained: no external resource"
+    );
 }

@@ -131,7 +131,7 @@ enum Command {
     /// A run's report: steps, timings, RTO met or missed, changes made or planned.
     Report {
         run_id: String,
-        /// md or json.
+        /// md, json, or html (one self-contained page with a timeline).
         #[arg(long, default_value = "md")]
         format: String,
     },
@@ -420,6 +420,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     let report = crate::report::build(&run, &events)?;
                     match format.as_str() {
                         "md" => print!("{}", crate::report::markdown(&report)),
+                        "html" => print!("{}", crate::report::html(&report)),
                         "json" => println!(
                             "{}",
                             serde_json::to_string_pretty(&report)
