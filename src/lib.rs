@@ -14,6 +14,7 @@
 //! - [`sim`]: `lifeboat sim`, a local twin of the OVH API calls recoveries make.
 //! - [`secret`]: credentials that never print.
 //! - [`twin`]: a simulator fixture read from a real account, for rehearsals.
+//! - [`schedule`]: when the daemon starts plans and rehearsals (cron, time zones).
 //! - [`report`]: run reports (steps, timings, RTO, changes made or planned).
 //! - [`clock`]: time, passed in so tests and rehearsals can compress it.
 //! - [`cli`]: the command line.
@@ -28,6 +29,7 @@ pub mod journal;
 pub mod mail;
 pub mod ovh;
 pub mod report;
+pub mod schedule;
 pub mod secret;
 pub mod sim;
 pub mod twin;

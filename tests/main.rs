@@ -4,6 +4,7 @@ mod support;
 
 mod cli_errors;
 mod crash_resume;
+mod daemon;
 mod engine_behaviour;
 mod mail;
 mod ovh_client;

@@ -2,6 +2,7 @@
 //! Everything is validated (runbook compiled, parameters typed, run id well-formed) before a
 //! run is created; no recovery logic lives here.
 
+mod daemon;
 mod demo;
 mod output;
 
@@ -125,6 +126,12 @@ enum Command {
         /// A parameter, as name=value (repeatable).
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Hold the store, serve the control API, resume runs left behind, and start the
+    /// `[[schedule]]` entries of the config file (plans and rehearsals).
+    Daemon {
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -378,6 +385,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Demo => demo::run(),
+        Command::Daemon { limits } => {
+            daemon::run(&db, config_file.as_deref(), clock()?, limits.limits())
+        }
         Command::Twin {
             command: TwinCommand::Snapshot { out },
         } => twin_snapshot(&out),

@@ -286,6 +286,13 @@ impl Engine {
         }
     }
 
+    /// Shares the registry of live runs with other engines of this process (the daemon runs
+    /// several engines over one store, and one control API serves them all).
+    pub fn with_live(mut self, live: Arc<LiveRuns>) -> Engine {
+        self.live = live;
+        self
+    }
+
     /// Gives runbooks `notify` and `wait_email`, with this configuration.
     pub fn with_mail(mut self, access: mail_api::MailAccess) -> Engine {
         self.mail = Some(access);

@@ -161,6 +161,22 @@ impl Journal {
         self.store.next_id()
     }
 
+    /// A store-wide value (the daemon's schedule state).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .store
+            .get(Keyspace::Meta, key.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sets a store-wide value, durably.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), Error> {
+        self.store
+            .put(Keyspace::Meta, key.as_bytes(), value.as_bytes())?;
+        self.durability.written.fetch_add(1, Ordering::AcqRel);
+        self.sync()
+    }
+
     /// Stores a new run's header, durably.
     pub fn create_run(&self, record: &RunRecord) -> Result<(), Error> {
         let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
