@@ -30,6 +30,8 @@ pub struct Report {
     pub working_ms: u64,
     pub steps: Vec<ReportStep>,
     pub changes: Vec<Change>,
+    /// What the runbook returned, if it succeeded.
+    pub result: Option<Value>,
     pub error: Option<String>,
 }
 
@@ -157,6 +159,10 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         working_ms,
         steps,
         changes,
+        result: match &run.state {
+            RunState::Succeeded { result } => Some(result.clone()),
+            _ => None,
+        },
         error: match &run.state {
             RunState::Failed { error, .. } => Some(error.clone()),
             _ => None,
@@ -208,6 +214,9 @@ pub fn markdown(r: &Report) -> String {
     }
     if let Some(e) = &r.error {
         let _ = writeln!(out, "| error | {} |", e.replace('|', "\\|"));
+    }
+    if let Some(v) = r.result.as_ref().filter(|v| !v.is_null()) {
+        let _ = writeln!(out, "| result | `{}` |", v.to_string().replace('|', "\\|"));
     }
     let _ = writeln!(
         out,

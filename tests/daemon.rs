@@ -173,3 +173,39 @@ fn the_daemon_resumes_a_run_left_behind_exactly_once() {
     let steps = env.status(&run)["steps"].as_array().unwrap().clone();
     assert_eq!(steps.iter().filter(|s| s["name"] == "a").count(), 1);
 }
+
+#[test]
+fn the_daemon_mails_each_runs_report() {
+    let mail = crate::support::mail::MailServer::start();
+    let env = Env::new()
+        .var("LIFEBOAT_CLOCK", format!("60@{}", anchor()))
+        .var("HOME", "/nonexistent");
+    let rb = env.runbook(
+        "tick.rhai",
+        "runbook(#{ name: \"tick\", rto: \"5m\" });\nstep(\"tick\", || 1)\n",
+    );
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[schedule]]\nname = \"every-minute\"\ncron = \"* * * * *\"\nrunbook = \"{rb}\"\nmode = \"plan\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"lifeboat@example.test\"\n\n[notify]\nto = [\"{}\"]\n",
+            mail.smtp_port,
+            crate::support::mail::ADDRESS
+        ),
+    )
+    .unwrap();
+    let env = env.var("LIFEBOAT_CONFIG", config.to_string_lossy());
+    let mut daemon = env.spawn(&["daemon"]);
+    env.wait_for("a report by email", || {
+        mail.delivered().iter().any(|m| m.contains("report of run"))
+    });
+    daemon.kill().unwrap();
+    finish(daemon);
+    let report = mail
+        .delivered()
+        .into_iter()
+        .find(|m| m.contains("report of run"))
+        .unwrap();
+    assert!(report.contains("| RTO | 5m 00s (met, "), "{report}");
+    assert!(report.contains("| tick | succeeded | 1 |"), "{report}");
+}

@@ -719,3 +719,62 @@ fn a_rehearsal_on_a_twin_completes_and_reports_every_step() {
         "self-contained: no external resource"
     );
 }
+
+/// Renders the HTML report in headless Chromium (Debian's `chromium`, which `.ci/run` installs)
+/// and checks the screenshot shows the timeline: bars in the working and the waiting colours.
+#[test]
+fn the_html_report_renders_a_timeline_in_a_browser() {
+    let r = Recovery::start(None, 36_000.0);
+    let rb = repo("runbooks/sbg-datastore-relink.rhai");
+    let mut args = vec!["run", rb.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(0);
+    let run = out.stdout.lines().next().unwrap().to_string();
+    let html = r.env.run(&["report", &run, "--format", "html"]);
+    html.expect_code(0);
+    let dir = r.env.dir.path();
+    let page = dir.join("report.html");
+    std::fs::write(&page, &html.stdout).unwrap();
+    let shot = dir.join("report.png");
+    let profile = dir.join("chromium-profile");
+    let status = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("chromium (apt-get install chromium)");
+    assert!(status.success());
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
+    let count = |rgb: [u8; 3]| {
+        pixels
+            .iter()
+            .filter(|p| {
+                p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8
+            })
+            .count()
+    };
+    let working = count([0x2b, 0x6c, 0xb0]);
+    let waiting = count([0xa0, 0xae, 0xc0]);
+    assert!(working > 20, "working bars drawn: {working} pixels");
+    assert!(waiting > 200, "waiting bars drawn: {waiting} pixels");
+}
