@@ -462,12 +462,10 @@ impl Client {
             }
             Auth::OAuth2 { .. } => request.bearer_auth(self.oauth_token().await?),
         };
-        let response = request.send().await.map_err(|e| Error::Transport {
-            method: method.into(),
-            path: path.into(),
-            detail: transport_detail(&e),
-            sent: !e.is_connect(),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(method, path, &e, !e.is_connect()))?;
         decode(method, path, response).await
     }
 
@@ -481,12 +479,7 @@ impl Client {
                     .header("X-Ovh-Application", application_key)
                     .send()
                     .await
-                    .map_err(|e| Error::Transport {
-                        method: "GET".into(),
-                        path: path.into(),
-                        detail: transport_detail(&e),
-                        sent: false,
-                    })?;
+                    .map_err(|e| transport_error("GET", path, &e, false))?;
                 let server: i64 = serde_json::from_value(decode("GET", path, response).await?.0)
                     .map_err(|e| Error::Decode {
                         method: "GET".into(),
@@ -522,12 +515,7 @@ impl Client {
             .form(&[("grant_type", "client_credentials"), ("scope", "all")])
             .send()
             .await
-            .map_err(|e| Error::Transport {
-                method: "POST".into(),
-                path: token_url.clone(),
-                detail: transport_detail(&e),
-                sent: false,
-            })?;
+            .map_err(|e| transport_error("POST", token_url, &e, false))?;
         let (v, _) = decode("POST", token_url, response).await?;
         let token = v["access_token"].as_str().ok_or_else(|| Error::Decode {
             method: "POST".into(),
@@ -858,6 +846,16 @@ fn chrono_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A request that got no (complete) answer; `sent` when it may have reached OVH.
+fn transport_error(method: &str, path: &str, e: &reqwest::Error, sent: bool) -> Error {
+    Error::Transport {
+        method: method.into(),
+        path: path.into(),
+        detail: transport_detail(e),
+        sent,
+    }
+}
+
 fn transport_detail(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut text = e.to_string();
@@ -887,12 +885,10 @@ async fn decode(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = response.text().await.map_err(|e| Error::Transport {
-        method: method.into(),
-        path: path.into(),
-        detail: transport_detail(&e),
-        sent: true,
-    })?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| transport_error(method, path, &e, true))?;
     if status.is_success() {
         if text.trim().is_empty() {
             return Ok((Value::Null, query_id));
