@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::engine::{open_gates, LiveInfo, LiveRuns};
-use crate::journal::{self, Event, EventRecord, Journal, RunExport, RunId, RunRecord, RunView};
+use crate::journal::{
+    self, Decision, Entry, Event, EventRecord, Journal, RunExport, RunId, RunRecord, RunView,
+    StepState,
+};
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -68,11 +71,33 @@ impl Error {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Runs,
-    Run { id: RunId },
-    Approve { id: RunId, gate: String, by: String },
-    Abort { id: RunId, by: String },
-    Export { id: RunId },
-    Import { export: Box<RunExport> },
+    Run {
+        id: RunId,
+    },
+    Approve {
+        id: RunId,
+        gate: String,
+        by: String,
+    },
+    Abort {
+        id: RunId,
+        by: String,
+    },
+    /// A person's decision about a step (`lifeboat retry`, `skip`, `resolve`).
+    Decide {
+        id: RunId,
+        /// The step's name or position.
+        step: String,
+        decision: Decision,
+        by: String,
+        reason: String,
+    },
+    Export {
+        id: RunId,
+    },
+    Import {
+        export: Box<RunExport>,
+    },
     Owner,
 }
 
@@ -133,6 +158,13 @@ impl Service {
             }),
             Request::Approve { id, gate, by } => self.approve(&id, &gate, &by),
             Request::Abort { id, by } => self.abort(&id, &by),
+            Request::Decide {
+                id,
+                step,
+                decision,
+                by,
+                reason,
+            } => self.decide(&id, &step, decision, &by, &reason),
             Request::Export { id } => Ok(Response::Export {
                 export: Box::new(self.journal.export(&id)?),
             }),
@@ -227,6 +259,91 @@ impl Service {
         }
         Ok(Response::Done {
             message: format!("aborted run {id}; its journal is kept (`lifeboat log {id}`)"),
+        })
+    }
+}
+
+impl Service {
+    /// Journals a person's decision about a step, durably. Refused for a finished run, a run
+    /// being executed right now (the engine decides there), an unknown or ambiguous step, and
+    /// a step already done.
+    fn decide(
+        &self,
+        id: &RunId,
+        step: &str,
+        decision: Decision,
+        by: &str,
+        reason: &str,
+    ) -> Result<Response, Error> {
+        let run = self.journal.run(id)?;
+        if run.state.is_final() {
+            return Err(refused(
+                format!(
+                    "run {id} has already {}; there is nothing to decide",
+                    run.state.label()
+                ),
+                2,
+            ));
+        }
+        if self.live.is_live(id) {
+            return Err(refused(
+                format!("run {id} is being executed right now; decide once it has paused or stopped (`lifeboat status {id}`)"),
+                2,
+            ));
+        }
+        let view = RunView::from_events(&self.journal.events(id)?)?;
+        let matching: Vec<(&String, &String, &StepState)> = view
+            .order
+            .iter()
+            .filter_map(|k| match view.entries.get(k) {
+                Some(Entry::Step { name, state, .. }) if k == step || name == step => {
+                    Some((k, name, state))
+                }
+                _ => None,
+            })
+            .collect();
+        let (key, name, state) = match matching.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(refused(
+                    format!("run {id} has no step {step:?} (`lifeboat status {id}` lists its steps by name and position)"),
+                    2,
+                ))
+            }
+            many => {
+                let keys: Vec<&str> = many.iter().map(|(k, _, _)| k.as_str()).collect();
+                return Err(refused(
+                    format!(
+                        "run {id} has several steps named {step:?} (positions {}): name one by its position",
+                        keys.join(", ")
+                    ),
+                    2,
+                ));
+            }
+        };
+        if let StepState::Succeeded { .. } = state {
+            return Err(refused(
+                format!(
+                    "step {name:?} of run {id} has already succeeded; there is nothing to decide"
+                ),
+                2,
+            ));
+        }
+        let label = decision.label();
+        self.journal.append_durable(
+            id,
+            self.clock.now(),
+            Event::StepDecided {
+                key: key.clone(),
+                decision,
+                by: by.to_string(),
+                reason: reason.to_string(),
+            },
+        )?;
+        Ok(Response::Done {
+            message: format!(
+                "step {name:?} (position {key}) of run {id}: {label} by {by}: {reason}"
+            ),
         })
     }
 }

@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use crate::clock::{format_duration, format_time};
 use crate::engine::summarize;
-use crate::journal::{Error, Event, EventRecord, Mode, RunRecord, RunState, RunView};
+use crate::journal::{
+    DecisionRecord, Error, Event, EventRecord, Mode, RunRecord, RunState, RunView,
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -30,6 +32,8 @@ pub struct Report {
     pub working_ms: u64,
     pub steps: Vec<ReportStep>,
     pub changes: Vec<Change>,
+    /// What people decided about steps the engine could not decide (who, what, why).
+    pub decisions: Vec<DecisionRecord>,
     /// What the runbook returned, if it succeeded.
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -159,6 +163,7 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         working_ms,
         steps,
         changes,
+        decisions: view.decisions.clone(),
         result: match &run.state {
             RunState::Succeeded { result } => Some(result.clone()),
             _ => None,
@@ -235,6 +240,23 @@ pub fn markdown(r: &Report) -> String {
             s.state,
             s.attempts
         );
+    }
+    if !r.decisions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Decisions\n\n| when | step | decision | by | why |\n|---|---|---|---|---|"
+        );
+        for d in &r.decisions {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                format_time(d.at),
+                d.step.replace('|', "\\|"),
+                d.decision,
+                d.by.replace('|', "\\|"),
+                d.reason.replace('|', "\\|")
+            );
+        }
     }
     if !r.changes.is_empty() {
         let _ = writeln!(
@@ -328,6 +350,25 @@ pub fn html(r: &Report) -> String {
             )
         })
         .collect();
+    let decisions: String = if r.decisions.is_empty() {
+        String::new()
+    } else {
+        let rows: String = r
+            .decisions
+            .iter()
+            .map(|d| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    format_time(d.at),
+                    escape_html(&d.step),
+                    escape_html(&d.decision),
+                    escape_html(&d.by),
+                    escape_html(&d.reason)
+                )
+            })
+            .collect();
+        format!("<h2>Decisions</h2>\n<table class=\"steps\"><tr><th>when</th><th>step</th><th>decision</th><th>by</th><th>why</th></tr>{rows}</table>\n")
+    };
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lifeboat run {run}</title>
@@ -351,7 +392,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: l
 <h2>Timeline</h2>
 <table class="steps"><tr><th>step</th><th>state</th><th>timeline</th><th>duration</th></tr>
 {rows}</table>
-<h2>Changes</h2>
+{decisions}<h2>Changes</h2>
 <ul>{changes}</ul>
 </body></html>
 "#,

@@ -128,9 +128,27 @@ fn two_hundred_steps_survive_random_kills() {
                         "{}",
                         out.stderr
                     );
-                    assert!(out.stderr.contains("--retry-inflight"), "{}", out.stderr);
+                    assert!(
+                        out.stderr
+                            .contains(&format!("lifeboat retry {run_id} {:?}", doubtful[0])),
+                        "{}",
+                        out.stderr
+                    );
                     *allowed_twice.entry(doubtful[0].clone()).or_default() += 1;
-                    retry_inflight.push(doubtful[0].clone());
+                    // The operator's two ways on: the decision command, or resume's option.
+                    if seed % 2 == 0 {
+                        env.run(&[
+                            "retry",
+                            &run_id,
+                            &doubtful[0],
+                            "--reason",
+                            "the crash test says so",
+                            "--no-resume",
+                        ])
+                        .expect_code(0);
+                    } else {
+                        retry_inflight.push(doubtful[0].clone());
+                    }
                 }
                 -1 => {
                     total_kills += 1;

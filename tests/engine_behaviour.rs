@@ -28,6 +28,7 @@ fn kill_after_effect(env: &Env, counter: &Counter, runbook: &str, effect: &str) 
 }
 
 #[test]
+#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
 fn in_flight_step_without_check_waits_for_the_operator() {
     let counter = Counter::start();
     let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
@@ -39,7 +40,15 @@ fn in_flight_step_without_check_waits_for_the_operator() {
     assert_eq!(
         normalize(&out.stderr, &run),
         format!("resuming run RUN: {rb}\n  ↺ 1 finished step answered from the journal\n\
-run RUN paused: step \"move\" (position 1) was in flight when the previous process stopped and may have changed things; it has no `check` and is not marked `idempotent: true`, so lifeboat will not run it again on its own. Verify by hand whether it took effect, then either `lifeboat resume RUN --retry-inflight \"move\"` to run it again, or `lifeboat abort RUN`\n")
+  ? move: in doubt: it was in flight when the previous process stopped, and it has no `check` to ask\n\
+run RUN paused: step \"move\" (position 1) may have changed things, and lifeboat cannot tell whether it did: \
+it was in flight when the previous process stopped, and it has no `check` to ask. It will not be run again on its own. \
+Find out whether it took effect (OVH's manager, the API), then:
+  it took effect:         lifeboat resolve RUN \"move\" --done --reason TEXT [--result JSON]
+  it did not:             lifeboat resolve RUN \"move\" --not-done --reason TEXT
+  run it again anyway:    lifeboat retry RUN \"move\" [--reason TEXT]
+  do not run it:          lifeboat skip RUN \"move\" --result JSON --reason TEXT
+  stop the run for good:  lifeboat abort RUN\n")
     );
     assert_eq!(counter.count("move"), 1, "not run again on its own");
 
@@ -76,7 +85,7 @@ fn in_flight_step_with_check_is_reconciled_not_repeated() {
     out.expect_code(0);
     assert!(
         out.stderr
-            .contains("  ✓ move (already done, says its check)\n"),
+            .contains("  ✓ move (reconciled: already done, says its check)\n"),
         "{}",
         out.stderr
     );
@@ -382,17 +391,45 @@ fn retries_with_backoff_until_the_body_succeeds() {
 }
 
 #[test]
-fn a_failed_step_is_not_retried_when_it_may_have_acted() {
+#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
+fn a_failed_step_that_may_have_acted_pauses_for_a_person() {
     let counter = Counter::start();
     let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
     let rb = env.runbook("acted.rhai", "step(\"move\", #{ retries: 3, backoff: \"1ms\" }, || { test_effect(\"move\"); fail(\"lost the answer\") })\n");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(3);
+    assert_eq!(counter.count("move"), 1, "not repeated");
+    let run = out.stdout.trim();
+    assert_eq!(
+        normalize(&out.stderr, run),
+        format!("run RUN: {rb}\n  → move\n\
+  ? move: in doubt: its attempt 1 ended with: lost the answer (at {rb}:1:73), and it has no `check` to ask\n\
+run RUN paused: step \"move\" (position 0) may have changed things, and lifeboat cannot tell whether it did: \
+its attempt 1 ended with: lost the answer (at {rb}:1:73), and it has no `check` to ask. It will not be run again on its own. \
+Find out whether it took effect (OVH's manager, the API), then:
+  it took effect:         lifeboat resolve RUN \"move\" --done --reason TEXT [--result JSON]
+  it did not:             lifeboat resolve RUN \"move\" --not-done --reason TEXT
+  run it again anyway:    lifeboat retry RUN \"move\" [--reason TEXT]
+  do not run it:          lifeboat skip RUN \"move\" --result JSON --reason TEXT
+  stop the run for good:  lifeboat abort RUN\n")
+    );
+    assert_eq!(env.status(run)["status"], "paused: step \"move\" in doubt");
+}
+
+#[test]
+#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
+fn on_failure_fail_lets_the_script_see_a_failure_that_may_have_acted() {
+    let counter = Counter::start();
+    let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("acted.rhai", "step(\"move\", #{ retries: 3, backoff: \"1ms\", on_failure: \"fail\" }, || { test_effect(\"move\"); fail(\"lost the answer\") })\n");
     let out = env.run(&["run", &rb]);
     out.expect_code(1);
     assert_eq!(counter.count("move"), 1, "not repeated");
     let run = out.stdout.trim();
     assert_eq!(
         normalize(&out.stderr, run),
-        format!("run RUN: {rb}\n  → move\n  ✗ move: failed after 1 attempt(s): lost the answer (at {rb}:1:73); not retried, because the attempt had started changing things and the step has neither `check` nor `idempotent: true`\nrun RUN failed: {rb}:1:1: step \"move\" failed after 1 attempt: lost the answer (at {rb}:1:73); not retried, because the attempt had started changing things and the step has neither `check` nor `idempotent: true`\n  its journal is kept: `lifeboat log RUN`; after fixing the cause, `lifeboat resume RUN`\n")
+        format!("run RUN: {rb}\n  → move\n  ✗ move: failed after 1 attempt(s): lost the answer (at {rb}:1:97); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n\
+run RUN failed: {rb}:1:1: step \"move\" failed after 1 attempt: lost the answer (at {rb}:1:97); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n  its journal is kept: `lifeboat log RUN`; after fixing the cause, `lifeboat resume RUN`\n")
     );
 }
 

@@ -6,6 +6,7 @@ mod cli_errors;
 mod crash_resume;
 mod daemon;
 mod engine_behaviour;
+mod faults;
 mod mail;
 mod ovh_client;
 mod python_client;

@@ -62,7 +62,7 @@ fn official_python_client_works_against_the_simulator() {
         "OVH_APPLICATION_KEY=demo-application-key"
     );
 
-    let out = Command::new("python3")
+    let out = crate::support::python()
         .arg("-c")
         .arg(SCRIPT)
         .env("SIM_URL", &url)
@@ -73,7 +73,8 @@ fn official_python_client_works_against_the_simulator() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'ovh'"),
-        "the Python client is missing: pip install ovh (.ci/run does)"
+        "{}",
+        crate::support::missing("OVH's Python client (ovh)")
     );
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -109,7 +110,7 @@ fn the_simulator_saves_its_state_on_ctrl_c() {
         .unwrap();
     let state = |sim_url: &str| -> serde_json::Value {
         let admin = sim_url.replace("/1.0", "/_sim/state");
-        let out = Command::new("python3")
+        let out = crate::support::python()
             .args(["-c", "import sys,urllib.request; r=urllib.request.Request(sys.argv[1], headers={'X-Sim-Admin':'t'}); print(urllib.request.urlopen(r).read().decode())", &admin])
             .output()
             .unwrap();

@@ -8,50 +8,8 @@ use lifeboat::sim::world::{Fixture, IpSpec, ServerSpec};
 use lifeboat::sim::Sim;
 use serde_json::Value;
 
-use crate::support::sim::TestSim;
+use crate::support::recovery::{mapping, repo, Recovery, BHS, GRA, RBX};
 use crate::support::{finish, read_run_id, Env, Rng};
-
-const RBX: &str = "ns5007001.ip-137-74-1.eu";
-const GRA: &str = "ns5007002.ip-137-74-2.eu";
-const BHS: &str = "ns5009001.ip-142-44-1.net";
-
-fn repo(path: &str) -> String {
-    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A simulator in this process (its runtime kept alive) and a store whose runs reach it.
-struct Recovery {
-    _rt: tokio::runtime::Runtime,
-    t: TestSim,
-    env: Env,
-}
-
-impl Recovery {
-    fn start(fixture: Option<Fixture>, speed: f64) -> Recovery {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let t = rt.block_on(TestSim::start(fixture, speed));
-        let env = Env::new()
-            .var("OVH_ENDPOINT", &t.base)
-            .var("OVH_APPLICATION_KEY", "demo-application-key")
-            .var("OVH_APPLICATION_SECRET", "demo-application-secret")
-            .var("OVH_CONSUMER_KEY", "demo-consumer-key")
-            .var("HOME", "/nonexistent");
-        Recovery { _rt: rt, t, env }
-    }
-
-    fn posts(&self) -> Vec<Value> {
-        self.t
-            .sim
-            .requests()
-            .into_iter()
-            .filter(|r| r["method"] != "GET")
-            .collect()
-    }
-}
 
 fn relink_args<'a>(dest_pcc: &'a str, dest_dc: &'a str) -> Vec<&'a str> {
     vec![
@@ -148,14 +106,6 @@ fn sbg1a_and_certification_refusals_come_before_any_change() {
     out.expect_code(1);
     assert!(out.stderr.contains("pcc-51-91-100-1 has pcidss enabled and pcc-137-74-200-1 does not: the destination needs the same certification"), "{}", out.stderr);
     assert!(r.posts().is_empty());
-}
-
-fn mapping(pairs: &[(&str, &str)]) -> String {
-    let m: serde_json::Map<String, Value> = pairs
-        .iter()
-        .map(|(ip, s)| (ip.to_string(), Value::from(*s)))
-        .collect();
-    format!("mapping={}", Value::Object(m))
 }
 
 #[test]
@@ -757,7 +707,7 @@ fn the_html_report_renders_a_timeline_in_a_browser() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .expect("chromium (apt-get install chromium)");
+        .unwrap_or_else(|e| panic!("{}: {e}", crate::support::missing("chromium")));
     assert!(status.success());
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();

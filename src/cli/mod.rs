@@ -3,6 +3,7 @@
 //! run is created; no recovery logic lives here.
 
 mod daemon;
+mod decide;
 mod demo;
 mod output;
 
@@ -17,7 +18,7 @@ use crate::control::{self, Access, Request, Response, Service};
 use crate::engine::ovh_api::OvhAccess;
 use crate::engine::{params, Engine, Limits, Outcome, Prompt, RunOptions, Runbook};
 use crate::error::Error;
-use crate::journal::{Mode, RunExport, RunId};
+use crate::journal::{Decision, Mode, RunExport, RunId};
 
 /// Disaster-recovery runbooks that survive crashes: durable, resumable, rehearsable.
 #[derive(Debug, Parser)]
@@ -97,6 +98,57 @@ enum Command {
     Approve { run_id: String, gate: String },
     /// Stop a run for good; its journal stays.
     Abort { run_id: String },
+    /// Run a step again (one in doubt, or the one that failed), then continue the run.
+    Retry {
+        run_id: String,
+        /// The step's name or position (`lifeboat status RUN` lists both).
+        step: String,
+        /// Why, for the journal and the reports.
+        #[arg(long, default_value = "retried by hand")]
+        reason: String,
+        #[command(flatten)]
+        after: AfterDecision,
+    },
+    /// Mark a step done by hand, with the value the runbook will see as its result, then
+    /// continue the run.
+    Skip {
+        run_id: String,
+        /// The step's name or position.
+        step: String,
+        /// The step's result as JSON (`null`, `"text"`, `{"task": 12}`).
+        #[arg(long, value_name = "JSON")]
+        result: String,
+        /// Why, for the journal and the reports.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        after: AfterDecision,
+    },
+    /// Decide a step in doubt: it took effect (--done) or it did not (--not-done, so it runs
+    /// again); then continue the run.
+    Resolve {
+        run_id: String,
+        /// The step's name or position.
+        step: String,
+        /// The step's change happened.
+        #[arg(
+            long,
+            required_unless_present = "not_done",
+            conflicts_with = "not_done"
+        )]
+        done: bool,
+        /// The step's change did not happen: run it again.
+        #[arg(long)]
+        not_done: bool,
+        /// With --done: the step's result as JSON, as the runbook will see it [default: null].
+        #[arg(long, value_name = "JSON", requires = "done")]
+        result: Option<String>,
+        /// What you checked, for the journal and the reports.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        after: AfterDecision,
+    },
     /// Write a run (header and every event) as JSON, for backup or another machine.
     Export {
         run_id: String,
@@ -106,6 +158,9 @@ enum Command {
     },
     /// Add a run exported with `lifeboat export` to the store.
     Import { file: String },
+    /// Check that the store is whole: its high-water mark, and every run's header and events.
+    /// Exit 0 if it is, 2 if anything is missing or damaged.
+    Verify,
     /// Run the SBG recovery end to end against the built-in simulator, in a fresh store.
     Demo,
     /// Twins of a real account, for rehearsals.
@@ -190,6 +245,16 @@ enum OvhCommand {
         #[arg(long, value_name = "URL")]
         redirect: Option<String>,
     },
+}
+
+/// What `retry`, `skip` and `resolve` do once the decision is journaled.
+#[derive(Debug, Args, Clone)]
+struct AfterDecision {
+    /// Only record the decision; continue later with `lifeboat resume`.
+    #[arg(long)]
+    no_resume: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Sandbox limits for runbooks.
@@ -367,6 +432,65 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             })?;
             done(reply)
         }
+        Command::Retry {
+            run_id,
+            step,
+            reason,
+            after,
+        } => decide(
+            &db,
+            config_file.as_deref(),
+            &run_id,
+            step,
+            Decision::Retry,
+            reason,
+            &after,
+        ),
+        Command::Skip {
+            run_id,
+            step,
+            result,
+            reason,
+            after,
+        } => {
+            let result = decide::result_value(Some(&result))?;
+            let decision = Decision::Skip { result };
+            decide(
+                &db,
+                config_file.as_deref(),
+                &run_id,
+                step,
+                decision,
+                reason,
+                &after,
+            )
+        }
+        Command::Resolve {
+            run_id,
+            step,
+            done,
+            not_done: _,
+            result,
+            reason,
+            after,
+        } => {
+            let decision = if done {
+                Decision::Done {
+                    result: decide::result_value(result.as_deref())?,
+                }
+            } else {
+                Decision::NotDone
+            };
+            decide(
+                &db,
+                config_file.as_deref(),
+                &run_id,
+                step,
+                decision,
+                reason,
+                &after,
+            )
+        }
         Command::Export { run_id, out } => {
             match Access::open(&db, clock()?)?.call(Request::Export {
                 id: parse_run_id(&run_id)?,
@@ -385,6 +509,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Demo => demo::run(),
+        Command::Verify => {
+            let journal = crate::journal::Journal::open(&db)?;
+            let checks = journal.verify()?;
+            print!("{}", output::verify(&db, &checks));
+            Ok(if checks.iter().all(|c| c.problems.is_empty()) {
+                0
+            } else {
+                2
+            })
+        }
         Command::Daemon { limits } => {
             daemon::run(&db, config_file.as_deref(), clock()?, limits.limits())
         }
@@ -470,6 +604,27 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             })?)
         }
     }
+}
+
+fn decide(
+    db: &std::path::Path,
+    config_file: Option<&std::path::Path>,
+    run_id: &str,
+    step: String,
+    decision: Decision,
+    reason: String,
+    after: &AfterDecision,
+) -> Result<u8, Error> {
+    decide::run(decide::DecideArgs {
+        db,
+        config_file,
+        run_id,
+        step,
+        decision,
+        reason,
+        no_resume: after.no_resume,
+        limits: &after.limits,
+    })
 }
 
 fn sim(
@@ -749,9 +904,13 @@ fn unexpected(reply: Response) -> Error {
     Error::Usage(format!("unexpected answer from the control API: {reply:?}"))
 }
 
-/// Who is acting, for the journal: the login name.
+/// Who is acting, for the journal: `user@host` (the login name and this machine's name).
 fn operator() -> String {
-    std::env::var("USER")
+    let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "operator".to_string())
+        .unwrap_or_else(|_| "operator".to_string());
+    match hostname::get() {
+        Ok(host) if !host.is_empty() => format!("{user}@{}", host.to_string_lossy()),
+        _ => user,
+    }
 }

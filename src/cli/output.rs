@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use crate::clock::{format_duration, format_time};
 use crate::engine::{self, summarize, LiveInfo, Outcome, Runbook};
 use crate::error::Error;
-use crate::journal::{Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView};
+use crate::journal::{
+    Decision, Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView,
+};
 
 /// What `lifeboat check` prints.
 pub fn declaration(rb: &Runbook) -> String {
@@ -98,7 +100,7 @@ impl engine::Observer for Progress {
                 name,
                 reconciled: true,
                 ..
-            } => eprintln!("  ✓ {name} (already done, says its check)"),
+            } => eprintln!("  ✓ {name} (reconciled: already done, says its check)"),
             P::StepSucceeded {
                 name, elapsed_ms, ..
             } => eprintln!("  ✓ {name} ({})", format_duration(elapsed_ms)),
@@ -118,6 +120,7 @@ impl engine::Observer for Progress {
                 attempts,
                 error,
             } => eprintln!("  ✗ {name}: failed after {attempts} attempt(s): {error}"),
+            P::StepInDoubt { name, why } => eprintln!("  ? {name}: in doubt: {why}"),
             P::Sleeping {
                 until,
                 remaining_ms,
@@ -156,9 +159,12 @@ pub fn outcome(id: &RunId, outcome: &Outcome) -> String {
         Outcome::Paused(PauseReason::Approval { gate }) => format!(
             "run {id} is waiting for approval at gate {gate:?}\n  `lifeboat approve {id} {gate}`, then `lifeboat resume {id}`\n"
         ),
-        Outcome::Paused(PauseReason::StepInDoubt { key, name }) => format!(
+        Outcome::Paused(PauseReason::StepInDoubt { key, name, why }) => format!(
             "run {id} paused: {}\n",
-            engine::Error::InDoubt { key: key.clone(), name: name.clone(), run: id.clone() }
+            engine::in_doubt_message(id, key, name, why)
+        ),
+        Outcome::Paused(PauseReason::GateTimeout { gate, after }) => format!(
+            "run {id} paused: nobody approved gate {gate:?} within {after}\n  `lifeboat approve {id} {gate}`, then `lifeboat resume {id}`; or `lifeboat abort {id}`\n"
         ),
         Outcome::Paused(PauseReason::Stopped { message }) => format!("run {id} stopped: {message}\n"),
     }
@@ -188,6 +194,12 @@ fn state_label(run: &RunRecord, live: Option<&LiveInfo>) -> String {
             },
             None,
         ) => format!("paused: step {name:?} in doubt"),
+        (
+            RunState::Paused {
+                reason: PauseReason::GateTimeout { gate, .. },
+            },
+            None,
+        ) => format!("paused at gate {gate} (timed out)"),
         (RunState::Paused { .. }, None) => "stopped".to_string(),
         (state, None) => state.label().to_string(),
     }
@@ -250,6 +262,8 @@ pub fn run_status(
             "created_at": run.created_at,
             "updated_at": run.updated_at,
             "steps": steps,
+            "decisions": view.decisions,
+            "pace": view.pace.as_ref().map(|(rate, concurrency, why)| json!({ "rate": rate, "concurrency": concurrency, "why": why })),
         });
         return Ok(format!("{value:#}\n"));
     }
@@ -272,6 +286,15 @@ pub fn run_status(
             reason: PauseReason::Stopped { message },
         } => {
             let _ = writeln!(out, "stopped:   {message}");
+        }
+        RunState::Paused {
+            reason: PauseReason::StepInDoubt { key, name, why },
+        } if live.is_none() => {
+            let _ = writeln!(
+                out,
+                "in doubt:  {}",
+                engine::in_doubt_message(&run.id, key, name, why).replace('\n', "\n           ")
+            );
         }
         _ => {}
     }
@@ -311,6 +334,28 @@ pub fn run_status(
         &["POS", "STEP", "STATE", "ATTEMPTS", "DURATION"],
         &rows,
     ));
+    if !view.decisions.is_empty() {
+        out.push_str("\ndecisions:\n");
+        for d in &view.decisions {
+            let _ = writeln!(
+                out,
+                "  {}  step {} {:?}: {} by {}: {}",
+                format_time(d.at),
+                d.key,
+                d.step,
+                d.decision,
+                d.by,
+                d.reason
+            );
+        }
+    }
+    if let Some((rate, concurrency, why)) = &view.pace {
+        let _ = writeln!(
+            out,
+            "\nOVH pace:  {} ({why})",
+            pace_text(*rate, *concurrency)
+        );
+    }
     Ok(out)
 }
 
@@ -413,6 +458,29 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
                 "step {key} {} failed (attempt {attempt}): {error}",
                 name(key)
             ),
+            Event::StepDecided {
+                key,
+                decision,
+                by,
+                reason,
+            } => {
+                let result = match decision {
+                    Decision::Skip { result } | Decision::Done { result } => {
+                        format!(" (result {})", truncate(&result.to_string(), 200))
+                    }
+                    Decision::Retry | Decision::NotDone => String::new(),
+                };
+                format!(
+                    "step {key} {} {} by {by}{result}: {reason}",
+                    name(key),
+                    decision.label()
+                )
+            }
+            Event::Paced {
+                rate,
+                concurrency,
+                why,
+            } => format!("OVH pace: {}: {why}", pace_text(*rate, *concurrency)),
             Event::SleepStarted { key, until } => {
                 format!("sleep {key} until {}", format_time(*until))
             }
@@ -439,10 +507,21 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
     out
 }
 
+/// A pace of OVH calls, as `status` and `log` print it.
+pub fn pace_text(rate: Option<f64>, concurrency: usize) -> String {
+    match rate {
+        Some(r) => format!("{r:.1} requests/s, {concurrency} at once"),
+        None => format!("no rate limit, {concurrency} at once"),
+    }
+}
+
 fn pause_text(reason: &PauseReason) -> String {
     match reason {
         PauseReason::Approval { gate } => format!("waiting for approval at gate {gate:?}"),
-        PauseReason::StepInDoubt { name, .. } => format!("step {name:?} in doubt"),
+        PauseReason::StepInDoubt { name, why, .. } => format!("step {name:?} in doubt: {why}"),
+        PauseReason::GateTimeout { gate, after } => {
+            format!("nobody approved gate {gate:?} within {after}")
+        }
         PauseReason::Stopped { message } => message.clone(),
     }
 }
@@ -479,6 +558,36 @@ fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
     let mut out = line(headers.to_vec());
     for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `lifeboat verify`: the store, then one line per run (and one per problem).
+pub fn verify(dir: &std::path::Path, checks: &[crate::journal::RunCheck]) -> String {
+    let events: usize = checks.iter().map(|c| c.events).sum();
+    let bad = checks.iter().filter(|c| !c.problems.is_empty()).count();
+    let mut out = format!(
+        "store {}: {} run{}, {events} events, high-water mark consistent\n",
+        dir.display(),
+        checks.len(),
+        if checks.len() == 1 { "" } else { "s" }
+    );
+    for c in checks {
+        if c.problems.is_empty() {
+            let _ = writeln!(out, "  {}  ok ({} events)", c.id, c.events);
+        } else {
+            let _ = writeln!(out, "  {}  DAMAGED ({} events)", c.id, c.events);
+            for p in &c.problems {
+                let _ = writeln!(out, "      {p}");
+            }
+        }
+    }
+    if bad > 0 {
+        let _ = writeln!(
+            out,
+            "{bad} run{} damaged: export the others (`lifeboat export RUN`) and keep this store for investigation",
+            if bad == 1 { "" } else { "s" }
+        );
     }
     out
 }

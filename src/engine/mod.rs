@@ -65,11 +65,12 @@ pub enum Error {
         requested: String,
         location: String,
     },
-    #[error("step {name:?} (position {key}) was in flight when the previous process stopped and may have changed things; it has no `check` and is not marked `idempotent: true`, so lifeboat will not run it again on its own. Verify by hand whether it took effect, then either `lifeboat resume {run} --retry-inflight {name:?}` to run it again, or `lifeboat abort {run}`")]
+    #[error("{}", in_doubt_message(run, key, name, why))]
     InDoubt {
         key: String,
         name: String,
         run: RunId,
+        why: String,
     },
     #[error("{location}: {message}")]
     Limit { location: String, message: String },
@@ -78,6 +79,24 @@ pub enum Error {
     /// Internal: the run paused (approval with --no-wait, step in doubt).
     #[error("the run paused: {0:?}")]
     Paused(PauseReason),
+}
+
+/// What a responder reads when a step is in doubt: what happened, and every way on.
+pub fn in_doubt_message(run: &RunId, key: &str, name: &str, why: &str) -> String {
+    let why = if why.is_empty() {
+        "it was in flight when the previous process stopped, and it has no `check` to ask"
+    } else {
+        why
+    };
+    format!(
+        "step {name:?} (position {key}) may have changed things, and lifeboat cannot tell whether it did: {why}. \
+It will not be run again on its own. Find out whether it took effect (OVH's manager, the API), then:
+  it took effect:         lifeboat resolve {run} {name:?} --done --reason TEXT [--result JSON]
+  it did not:             lifeboat resolve {run} {name:?} --not-done --reason TEXT
+  run it again anyway:    lifeboat retry {run} {name:?} [--reason TEXT]
+  do not run it:          lifeboat skip {run} {name:?} --result JSON --reason TEXT
+  stop the run for good:  lifeboat abort {run}"
+    )
 }
 
 impl Error {
@@ -123,6 +142,11 @@ pub enum Progress<'a> {
         name: &'a str,
         attempts: u32,
         error: &'a str,
+    },
+    /// The step may have changed things and nothing can tell whether it did: the run pauses.
+    StepInDoubt {
+        name: &'a str,
+        why: &'a str,
     },
     Sleeping {
         until: Millis,
@@ -478,8 +502,8 @@ impl Engine {
             }
             Err(e) if is_stop(&e) => match ctx.take_fatal() {
                 Some(Error::Paused(reason)) => Ok(Outcome::Paused(reason)),
-                Some(Error::InDoubt { key, name, .. }) => {
-                    Ok(Outcome::Paused(PauseReason::StepInDoubt { key, name }))
+                Some(Error::InDoubt { key, name, why, .. }) => {
+                    Ok(Outcome::Paused(PauseReason::StepInDoubt { key, name, why }))
                 }
                 Some(Error::Limit { location, message }) => Ok(Outcome::Failed {
                     error: format!("{location}: {message}"),
@@ -556,11 +580,12 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
                         result,
                         finished_at,
                         reconciled,
+                        decided,
                     } => (
-                        if *reconciled {
-                            "succeeded (check)"
-                        } else {
-                            "succeeded"
+                        match decided {
+                            Some(d) => d.as_str(),
+                            None if *reconciled => "succeeded (check)",
+                            None => "succeeded",
                         },
                         *attempts,
                         Some(*finished_at),

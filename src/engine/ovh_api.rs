@@ -29,6 +29,8 @@ pub struct OvhHandle;
 pub(super) struct OvhApi {
     ctx: Arc<RunContext>,
     access: Option<OvhAccess>,
+    /// The client's pace version last journaled for this run.
+    pace_seen: std::sync::atomic::AtomicU64,
 }
 
 impl OvhApi {
@@ -66,7 +68,25 @@ impl OvhApi {
             error_value(json!({ "message": format!("{what}: {reason}") }), pos)
         })?;
         let fut = client.call(method, path, query, body);
-        self.block_on(access, pos, fut)
+        let answer = self.block_on(access, pos, fut);
+        self.journal_pace(client);
+        answer
+    }
+
+    /// Journals the client's pace when it changed since this run last saw it, so that `status`
+    /// and `log` show when and why lifeboat slowed down or sped up.
+    fn journal_pace(&self, client: &Client) {
+        use std::sync::atomic::Ordering;
+        let pace = client.pace();
+        let seen = self.pace_seen.load(Ordering::SeqCst);
+        if pace.version > seen
+            && self
+                .pace_seen
+                .compare_exchange(seen, pace.version, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.ctx.note_pace(pace.rate, pace.concurrency, pace.why);
+        }
     }
 
     /// Waits for an async client call, giving up on abort or at the step's timeout.
@@ -195,7 +215,11 @@ pub(crate) const METHODS: &[&str] = &[
 ];
 
 pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>, access: Option<OvhAccess>) {
-    let api = Arc::new(OvhApi { ctx, access });
+    let api = Arc::new(OvhApi {
+        ctx,
+        access,
+        pace_seen: Default::default(),
+    });
     engine.register_type_with_name::<OvhHandle>("Ovh");
 
     macro_rules! method {

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::lane::{self, Body, NoPosition};
 use super::runbook::{error_location, plain_message};
 use super::sandbox::Limits;
-use super::step::StepOptions;
+use super::step::{OnFailure, StepOptions};
 use super::{Error, Observer, Progress, RunOptions};
 use crate::clock::{Clock, Millis};
 use crate::journal::{Entry, Event, Journal, PauseReason, RunId, RunView, StepState};
@@ -45,6 +45,65 @@ enum Reconciled {
     RunAgain,
 }
 
+/// `approve(gate, message, #{ timeout, on_timeout })`: how long a gate waits for a person.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GateTimeout {
+    pub after: Duration,
+    pub on_timeout: OnGateTimeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnGateTimeout {
+    /// The run pauses (exit 3); approving and resuming continues it.
+    Pause,
+    /// The run is aborted.
+    Abort,
+}
+
+impl GateTimeout {
+    /// Reads `#{ timeout: "2h", on_timeout: "pause" | "abort" }`; `None` without a timeout.
+    pub(crate) fn from_map(map: rhai::Map) -> Result<Option<GateTimeout>, String> {
+        let mut after = None;
+        let mut on_timeout = OnGateTimeout::Pause;
+        for (k, v) in map {
+            match k.as_str() {
+                "timeout" => {
+                    after = Some(super::step::duration_option("approve option timeout", &v)?)
+                }
+                "on_timeout" => {
+                    on_timeout = match v.clone().into_immutable_string().as_deref() {
+                        Ok("pause") => OnGateTimeout::Pause,
+                        Ok("abort") => OnGateTimeout::Abort,
+                        _ => return Err(format!(
+                            "approve option on_timeout: expected \"pause\" or \"abort\", got {v}"
+                        )),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown approve option {other:?} (timeout, on_timeout)"
+                    ))
+                }
+            }
+        }
+        Ok(after.map(|after| GateTimeout { after, on_timeout }))
+    }
+}
+
+/// What a step's `check` said when asked whether the step is done.
+enum CheckAnswer {
+    Done(Dynamic),
+    NotDone,
+    /// It could not answer (its own calls kept failing): why.
+    Unknown(String),
+}
+
+/// The first wait before asking a check again, and the longest.
+const CHECK_BACKOFF: Duration = Duration::from_millis(200);
+const CHECK_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The least time a check is given to answer, whatever the step's patience.
+const CHECK_MIN_BUDGET: Duration = Duration::from_secs(30);
+
 pub struct RunContext {
     pub(crate) id: RunId,
     pub(crate) journal: Arc<Journal>,
@@ -63,8 +122,12 @@ pub struct RunContext {
     waiting_gate: Mutex<Option<String>>,
     abort: Mutex<Option<String>>,
     aborting: AtomicBool,
-    /// Set when a fatal error or abort means no new work should start.
+    /// Set when a fatal error or abort means no new work should start, and work under way is
+    /// interrupted.
     stopping: AtomicBool,
+    /// Set when the run pauses for a person: no new step or wait starts, but calls under way in
+    /// other lanes finish (interrupting one would only create another doubt).
+    draining: AtomicBool,
     wake: (Mutex<u64>, Condvar),
     fatal: Mutex<Option<Error>>,
     positions: AtomicU64,
@@ -106,6 +169,7 @@ impl RunContext {
             abort: Mutex::new(None),
             aborting: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake: (Mutex::new(0), Condvar::new()),
             fatal: Mutex::new(None),
             positions: AtomicU64::new(0),
@@ -127,6 +191,20 @@ impl RunContext {
             call: call.to_string(),
             body,
         })
+    }
+
+    /// Journals a change of the OVH client's pace (not durable: it is information, and a crash
+    /// that loses it loses nothing the run depends on).
+    pub(crate) fn note_pace(&self, rate: Option<f64>, concurrency: usize, why: String) {
+        let _ = self.journal.append(
+            &self.id,
+            self.clock.now(),
+            Event::Paced {
+                rate,
+                concurrency,
+                why,
+            },
+        );
     }
 
     pub(crate) fn set_ast(&self, ast: Arc<AST>) {
@@ -215,6 +293,20 @@ impl RunContext {
         EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()
     }
 
+    /// Pauses the run for a person (a step in doubt, a gate past its timeout): recorded like a
+    /// fatal error, but work already under way in other lanes is let finish.
+    fn pause_with(&self, err: Error) -> Box<EvalAltResult> {
+        lock(&self.fatal).get_or_insert(err);
+        self.draining.store(true, Ordering::SeqCst);
+        self.notify();
+        EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()
+    }
+
+    /// Whether no new work may start (stopping or pausing).
+    fn winding_down(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst)
+    }
+
     fn journal_error(&self, err: crate::journal::Error) -> Box<EvalAltResult> {
         self.fatal(Error::Journal(err))
     }
@@ -235,6 +327,9 @@ impl RunContext {
 
     /// Takes the next position of the current lane for a journaled call.
     fn position(&self, what: &str, pos: Position) -> ScriptResult<String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(stop_error());
+        }
         let key = lane::next_key().map_err(|e| match e {
             NoPosition::InBody { name } => script_error(
                 format!("{what} cannot be called inside the body of step {name:?}; call it between steps"),
@@ -312,10 +407,8 @@ impl RunContext {
     fn wait_until(&self, until: Millis) -> ScriptResult<()> {
         let (m, cv) = &self.wake;
         loop {
-            if self.aborting.load(Ordering::SeqCst) {
-                return Err(
-                    EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
-                );
+            if self.aborting.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst) {
+                return Err(stop_error());
             }
             let now = self.clock.now();
             if now >= until {
@@ -429,7 +522,9 @@ impl RunContext {
         self.attempts(ctx, &key, name, &opts, &body, first_attempt)
     }
 
-    /// Decides what to do with a step that may already have changed things.
+    /// Decides what to do with a step found in flight (or failed) past its first effect by a
+    /// resume: the operator's `--retry-inflight`, then its `check`, then `idempotent`; if none
+    /// can decide, the run pauses with the step in doubt.
     fn reconcile(
         &self,
         ctx: &NativeCallContext,
@@ -446,45 +541,78 @@ impl RunContext {
         {
             return Ok(Reconciled::RunAgain);
         }
-        if let Some(check) = &opts.check {
-            return match self.run_check(ctx, check, pos)? {
-                Some(result) => {
+        let why = match &opts.check {
+            Some(check) => match self.ask_check(ctx, check, opts, pos)? {
+                CheckAnswer::Done(result) => {
                     self.succeed(key, name, &result, true, 0, pos)?;
-                    Ok(Reconciled::Done(result))
+                    return Ok(Reconciled::Done(result));
                 }
-                None => Ok(Reconciled::RunAgain),
-            };
-        }
-        if opts.idempotent {
-            return Ok(Reconciled::RunAgain);
-        }
-        Err(self.fatal(Error::InDoubt {
+                CheckAnswer::NotDone => return Ok(Reconciled::RunAgain),
+                CheckAnswer::Unknown(why) => format!(
+                    "it was in flight when the previous process stopped, and its check could not answer: {why}"
+                ),
+            },
+            None if opts.idempotent => return Ok(Reconciled::RunAgain),
+            None => "it was in flight when the previous process stopped, and it has no `check` to ask".to_string(),
+        };
+        Err(self.in_doubt(key, name, why))
+    }
+
+    /// Pauses the run with step `key` in doubt.
+    fn in_doubt(&self, key: &str, name: &str, why: String) -> Box<EvalAltResult> {
+        self.observer.progress(
+            &self.id,
+            Progress::StepInDoubt {
+                name,
+                why: why.as_str(),
+            },
+        );
+        self.pause_with(Error::InDoubt {
             key: key.to_string(),
             name: name.to_string(),
             run: self.id.clone(),
-        }))
+            why,
+        })
     }
 
-    /// Runs a step's `check`: `Some(result)` if it says the step is done.
+    /// Asks a step's `check` whether the step is done. A check whose own API calls fail
+    /// transiently (OVH overloaded, a dropped connection) is asked again with a short backoff,
+    /// for the step's patience (at least [`CHECK_MIN_BUDGET`]); any other failure, or running
+    /// out of time, is [`CheckAnswer::Unknown`].
+    fn ask_check(
+        &self,
+        ctx: &NativeCallContext,
+        check: &FnPtr,
+        opts: &StepOptions,
+        pos: Position,
+    ) -> ScriptResult<CheckAnswer> {
+        let budget = opts.patience.max(CHECK_MIN_BUDGET);
+        let deadline = self.clock.now() + budget.as_millis() as u64;
+        let mut wait = CHECK_BACKOFF;
+        loop {
+            let err = match self.run_check(ctx, check, pos) {
+                Ok(Some(result)) => return Ok(CheckAnswer::Done(result)),
+                Ok(None) => return Ok(CheckAnswer::NotDone),
+                Err(e) if !e.is_catchable() => return Err(e),
+                Err(e) => e,
+            };
+            let why = plain_message(&err);
+            if !is_transient(&err) || self.clock.now() + wait.as_millis() as u64 > deadline {
+                return Ok(CheckAnswer::Unknown(why));
+            }
+            self.wait_until(self.clock.now() + wait.as_millis() as u64)?;
+            wait = (wait * 2).min(CHECK_MAX_BACKOFF);
+        }
+    }
+
+    /// Runs a step's `check` once: `Some(result)` if it says the step is done.
     fn run_check(
         &self,
         ctx: &NativeCallContext,
         check: &FnPtr,
-        pos: Position,
+        _pos: Position,
     ) -> ScriptResult<Option<Dynamic>> {
-        let answer: Dynamic = check.call_within_context(ctx, ()).map_err(|e| {
-            if e.is_catchable() {
-                script_error(
-                    format!(
-                        "the step's check failed, so lifeboat cannot tell whether it is done: {}",
-                        plain_message(&e)
-                    ),
-                    pos,
-                )
-            } else {
-                e
-            }
-        })?;
+        let answer: Dynamic = check.call_within_context(ctx, ())?;
         if answer.is_unit() || answer.as_bool() == Ok(false) {
             Ok(None)
         } else if answer.as_bool() == Ok(true) {
@@ -545,6 +673,8 @@ impl RunContext {
     ) -> ScriptResult<Dynamic> {
         let pos = ctx.call_position();
         let last = first + opts.retries;
+        // Transient API failures are retried until here, on top of `retries`.
+        let patience_ends = self.clock.now() + opts.patience.as_millis() as u64;
         let mut attempt = first;
         loop {
             let started = self.clock.now();
@@ -616,27 +746,53 @@ impl RunContext {
                 }
             };
 
-            let mut retry = attempt < last;
-            if retry && effects {
-                // The attempt may have changed things: run it again only if that is safe.
-                if let Some(check) = &opts.check {
-                    if let Some(result) = self.run_check(ctx, check, pos)? {
-                        self.succeed(key, name, &result, true, started, pos)?;
-                        return Ok(result);
+            let transient = detail.get("transient") == Some(&Value::Bool(true));
+            if effects {
+                // The attempt got past the barrier, so it may have changed things: ask at once
+                // whether it did, rather than reporting as failed a change that happened.
+                let unknown = match &opts.check {
+                    Some(check) => match self.ask_check(ctx, check, opts, pos)? {
+                        CheckAnswer::Done(result) => {
+                            self.succeed(key, name, &result, true, started, pos)?;
+                            return Ok(result);
+                        }
+                        // It changed nothing: an ordinary failed attempt.
+                        CheckAnswer::NotDone => None,
+                        CheckAnswer::Unknown(why) => Some(format!(
+                            "its attempt {attempt} ended with: {error}, and its check could not answer: {why}"
+                        )),
+                    },
+                    None if opts.idempotent => None,
+                    None => Some(format!(
+                        "its attempt {attempt} ended with: {error}, and it has no `check` to ask"
+                    )),
+                };
+                if let Some(why) = unknown {
+                    if opts.on_failure == OnFailure::Pause {
+                        return Err(self.in_doubt(key, name, why));
                     }
-                } else if !opts.idempotent {
-                    retry = false;
-                    error.push_str("; not retried, because the attempt had started changing things and the step has neither `check` nor `idempotent: true`");
+                    error = format!("{error}; it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again");
+                    self.fail_for_good(key, name, attempt, &error, &detail)?;
+                    return Err(failure_value(
+                        &failed_message(name, attempt, &error),
+                        &detail,
+                        pos,
+                    ));
                 }
             }
-            if retry {
-                let wait = opts.backoff_after(attempt);
+            let patient = transient && self.clock.now() < patience_ends;
+            if attempt < last || patient {
+                let wait = if attempt < last {
+                    opts.backoff_after(attempt)
+                } else {
+                    opts.jittered_backoff_after(attempt - opts.retries)
+                };
                 let retry_at = self.clock.now() + wait.as_millis() as u64;
                 self.record(Event::StepFailed {
                     key: key.to_string(),
                     attempt,
                     error: error.clone(),
-                    detail: Value::Null,
+                    detail: detail.clone(),
                     retry_at: Some(retry_at),
                 })?;
                 self.observer.progress(
@@ -735,24 +891,29 @@ impl RunContext {
         pos: Position,
         gate: &str,
         message: &str,
+        timeout: Option<GateTimeout>,
     ) -> ScriptResult<()> {
         let key = self.position("approve()", pos)?;
         let requested = format!("approve {gate:?}");
-        if self
-            .recorded(
-                &key,
-                &requested,
-                |e| matches!(e, Entry::Gate { gate: g, .. } if g == gate),
-                pos,
-            )?
-            .is_none()
-        {
-            self.record_durable(Event::GateOpened {
-                key: key.clone(),
-                gate: gate.to_string(),
-                message: message.to_string(),
-            })?;
-        }
+        let opened_at = match self.recorded(
+            &key,
+            &requested,
+            |e| matches!(e, Entry::Gate { gate: g, .. } if g == gate),
+            pos,
+        )? {
+            Some(Entry::Gate { opened_at, .. }) => *opened_at,
+            _ => {
+                let now = self.clock.now();
+                self.record_durable(Event::GateOpened {
+                    key: key.clone(),
+                    gate: gate.to_string(),
+                    message: message.to_string(),
+                })?;
+                now
+            }
+        };
+        // The timeout counts from when the gate first opened, across resumes.
+        let expires = timeout.map(|t| (opened_at + t.after.as_millis() as u64, t));
         if lock(&self.approvals).contains_key(gate) {
             return Ok(());
         }
@@ -782,7 +943,7 @@ impl RunContext {
         let mut seen = lock(m);
         let result = loop {
             if self.aborting.load(Ordering::SeqCst)
-                || self.stopping.load(Ordering::SeqCst) && lock(&self.fatal).is_some()
+                || self.winding_down() && lock(&self.fatal).is_some()
             {
                 break Err(
                     EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
@@ -791,8 +952,25 @@ impl RunContext {
             if lock(&self.approvals).contains_key(gate) {
                 break Ok(());
             }
+            if let Some((at, t)) = &expires {
+                if self.clock.now() >= *at {
+                    let after = crate::clock::format_duration(t.after.as_millis() as u64);
+                    break Err(match t.on_timeout {
+                        OnGateTimeout::Pause => {
+                            self.pause_with(Error::Paused(PauseReason::GateTimeout {
+                                gate: gate.to_string(),
+                                after,
+                            }))
+                        }
+                        OnGateTimeout::Abort => {
+                            self.request_abort(&format!("the timeout of gate {gate:?} ({after})"));
+                            stop_error()
+                        }
+                    });
+                }
+            }
             seen = cv
-                .wait_timeout(seen, Duration::from_millis(500))
+                .wait_timeout(seen, Duration::from_millis(100))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         };
@@ -949,7 +1127,7 @@ impl RunContext {
                     .stack_size(8 << 20)
                     .spawn_scoped(scope, move || loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= n || self.stopping.load(Ordering::SeqCst) {
+                        if i >= n || self.winding_down() {
                             break;
                         }
                         let _lane = lane::enter(format!("{base}.{i}"));
@@ -1030,6 +1208,18 @@ pub(crate) fn stop_error() -> Box<EvalAltResult> {
 /// The error that ends a step body past its timeout.
 pub(crate) fn timeout_error() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(TOKEN_TIMEOUT.into(), Position::NONE).into()
+}
+
+/// Whether a failure is a transient API failure (OVH overloaded or unreachable): worth asking
+/// again after a pause. The `ovh` object marks those errors `transient: true`.
+fn is_transient(err: &EvalAltResult) -> bool {
+    match err.unwrap_inner() {
+        EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get("transient").and_then(|t| t.as_bool().ok()))
+            .unwrap_or(false),
+        _ => false,
+    }
 }
 
 pub(crate) fn is_stop(err: &EvalAltResult) -> bool {

@@ -4,6 +4,19 @@ use std::time::Duration;
 
 use rhai::{Dynamic, FnPtr, Map};
 
+/// What happens when a step that may have changed something runs out of attempts and nothing
+/// can tell whether it did (no `check`, or its check cannot answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The run pauses (exit 3) with the step in doubt, and a person decides (the default).
+    Pause,
+    /// The step fails like any other: the script sees the error (and may catch it).
+    Fail,
+}
+
+/// How long a step keeps retrying transient API failures unless it says otherwise.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(300);
+
 /// `step(name, #{ ... }, || body)` options.
 #[derive(Clone, Debug)]
 pub struct StepOptions {
@@ -19,6 +32,10 @@ pub struct StepOptions {
     /// Answers "is this already done?": `false` or `()` means no; `true` means yes; any other
     /// value means yes and becomes the step's result.
     pub check: Option<FnPtr>,
+    /// How long transient API failures (5xx, 408, 429, timeouts, dropped connections) are
+    /// retried, counted from the step's first attempt in this process, on top of `retries`.
+    pub patience: Duration,
+    pub on_failure: OnFailure,
 }
 
 impl Default for StepOptions {
@@ -30,6 +47,8 @@ impl Default for StepOptions {
             timeout: None,
             idempotent: false,
             check: None,
+            patience: DEFAULT_PATIENCE,
+            on_failure: OnFailure::Pause,
         }
     }
 }
@@ -60,9 +79,21 @@ impl StepOptions {
                         "step option check: expected a closure such as || is_done()".to_string()
                     })?)
                 }
+                "patience" => opts.patience = duration_option("patience", &value)?,
+                "on_failure" => {
+                    opts.on_failure = match value.clone().into_immutable_string().as_deref() {
+                        Ok("pause") => OnFailure::Pause,
+                        Ok("fail") => OnFailure::Fail,
+                        _ => {
+                            return Err(format!(
+                                "step option on_failure: expected \"pause\" or \"fail\", got {value}"
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(format!(
-                        "unknown step option {other:?} (retries, backoff, max_backoff, timeout, idempotent, check)"
+                        "unknown step option {other:?} (retries, backoff, max_backoff, timeout, idempotent, check, patience, on_failure)"
                     ))
                 }
             }
@@ -74,6 +105,17 @@ impl StepOptions {
     pub fn backoff_after(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
         self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// [`StepOptions::backoff_after`] with full jitter in its upper half (between half and all
+    /// of it), so that many steps meeting the same overloaded API do not retry in step.
+    pub fn jittered_backoff_after(&self, attempt: u32) -> Duration {
+        let base = self.backoff_after(attempt);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let spread = f64::from(nanos % 1000) / 1000.0;
+        base.mul_f64(0.5 + spread / 2.0)
     }
 }
 

@@ -11,12 +11,47 @@ use serde_json::Value;
 pub enum PauseReason {
     /// Waiting at a human gate; `lifeboat approve RUN GATE` opens it.
     Approval { gate: String },
-    /// A step was in flight when the process died, may have changed something, and has no
-    /// `check` nor `idempotent: true`; a person must decide (`--retry-inflight`).
-    StepInDoubt { key: String, name: String },
+    /// A step may have changed something and nothing lifeboat can ask says whether it did: it
+    /// was in flight when the process died, or its last attempt ended with its outcome unknown,
+    /// and it has no `check` that could answer (nor `idempotent: true`). A person decides with
+    /// `lifeboat resolve`, `retry` or `skip`. `why` says what happened, for the message.
+    StepInDoubt {
+        key: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        why: String,
+    },
+    /// A gate declared with `on_timeout: "pause"` waited `after` without an approval.
+    GateTimeout { gate: String, after: String },
     /// The engine stopped the run with an error that a person must address (for instance the
     /// runbook given to resume no longer matches the journal).
     Stopped { message: String },
+}
+
+/// What a person decided about a step the engine could not decide on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Run the step again (`lifeboat retry`).
+    Retry,
+    /// Treat the step as done, with this result for the script (`lifeboat skip`).
+    Skip { result: Value },
+    /// The step's change did happen (`lifeboat resolve --done`).
+    Done { result: Value },
+    /// The step's change did not happen; its retry policy applies (`lifeboat resolve --not-done`).
+    NotDone,
+}
+
+impl Decision {
+    /// The command that records it, for `log`, `status` and reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Retry => "retry",
+            Decision::Skip { .. } => "skip",
+            Decision::Done { .. } => "resolved done",
+            Decision::NotDone => "resolved not done",
+        }
+    }
 }
 
 /// One thing that happened to a run.
@@ -57,6 +92,21 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Value::is_null")]
         detail: Value,
         retry_at: Option<u64>,
+    },
+    /// A person decided about a step: who (`user@host`, or a web identity) and why.
+    StepDecided {
+        key: String,
+        #[serde(flatten)]
+        decision: Decision,
+        by: String,
+        reason: String,
+    },
+    /// lifeboat changed the pace of its OVH calls: `rate` requests per second (none: no limit)
+    /// and `concurrency` at once, because of `why` (OVH overloaded, or recovered).
+    Paced {
+        rate: Option<f64>,
+        concurrency: usize,
+        why: String,
     },
     /// A durable sleep began and ends at `until` (epoch ms).
     SleepStarted {
@@ -119,6 +169,7 @@ impl Event {
             | Event::StepEffect { key, .. }
             | Event::StepSucceeded { key, .. }
             | Event::StepFailed { key, .. }
+            | Event::StepDecided { key, .. }
             | Event::SleepStarted { key, .. }
             | Event::SleepFinished { key }
             | Event::GateOpened { key, .. }

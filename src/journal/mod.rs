@@ -12,6 +12,7 @@ mod event;
 mod run;
 mod step_state;
 mod store;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +20,11 @@ use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-pub use event::{Event, EventRecord, PauseReason};
+pub use event::{Decision, Event, EventRecord, PauseReason};
 pub use run::{Mode, RunId, RunRecord, RunState, RunbookInfo};
-pub use step_state::{Entry, RunView, StepState};
-pub use store::{Keyspace, SledStore, Store};
+pub use step_state::{DecisionRecord, Entry, RunView, StepState};
+pub use store::{Keyspace, SledStore, Store, MANIFEST_NAME};
+pub use verify::RunCheck;
 
 /// The layout version this build writes. A store with a higher version is refused, so an old
 /// lifeboat never misreads a newer journal.
@@ -35,6 +37,10 @@ pub enum Error {
     Locked { dir: PathBuf },
     #[error("the journal store {} could not be opened: {detail}. It may be damaged (for instance by an unclean stop). Move it aside (mv {dir} {dir}.damaged), then restore runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
     Corrupt { dir: PathBuf, detail: String },
+    #[error("--db {}: this is a file, not a directory; the journal store is a directory (give a new or existing directory)", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("the journal store {} has lost data that was synced to disk: {detail}. Its files were truncated, replaced or corrupted (a failing disk, an old backup restored over it, a copy taken while lifeboat ran). Nothing was changed. Keep it for investigation (mv {dir} {dir}.damaged; `lifeboat verify --db {dir}.damaged` lists what it still holds) and restore the runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
+    Damaged { dir: PathBuf, detail: String },
     #[error("the journal store {} was written by a newer lifeboat (schema {found}, this build reads up to {SCHEMA_VERSION}); use that version", dir.display())]
     NewerSchema { dir: PathBuf, found: u32 },
     #[error("storage error in {}: {detail}", dir.display())]
@@ -59,6 +65,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Locked { .. }
+            | Error::NotADirectory { .. }
+            | Error::Damaged { .. }
             | Error::Corrupt { .. }
             | Error::NewerSchema { .. }
             | Error::UnknownRun { .. }
@@ -322,7 +330,7 @@ impl Journal {
     }
 }
 
-fn event_prefix(id: &RunId) -> Vec<u8> {
+pub(crate) fn event_prefix(id: &RunId) -> Vec<u8> {
     let mut key = id.as_str().as_bytes().to_vec();
     key.push(0);
     key

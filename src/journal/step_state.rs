@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::event::{Event, EventRecord};
+use super::event::{Decision, Event, EventRecord};
 use super::Error;
 
 /// Where one step stands.
@@ -28,11 +28,15 @@ pub enum StepState {
         retry_at: u64,
         effects: bool,
     },
+    /// Done: by its body, by its `check` (`reconciled`), or by a person's decision
+    /// (`decided`: the decision's label and who made it).
     Succeeded {
         attempts: u32,
         result: Value,
         finished_at: u64,
         reconciled: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        decided: Option<String>,
     },
     /// Failed for good; the last attempt's `effects` is kept for a later resume's decision.
     Failed {
@@ -88,6 +92,38 @@ impl StepState {
                 result: result.clone(),
                 finished_at: at,
                 reconciled: *reconciled,
+                decided: None,
+            },
+            // A person's decision about a step that is not done: it is done (with the value the
+            // script will see), or it runs again as a fresh attempt that changed nothing so far.
+            (
+                Some(
+                    Running { attempt, .. }
+                    | RetryWait { attempt, .. }
+                    | Failed {
+                        attempts: attempt, ..
+                    },
+                ),
+                Event::StepDecided {
+                    decision,
+                    by,
+                    reason,
+                    ..
+                },
+            ) => match decision {
+                Decision::Skip { result } | Decision::Done { result } => Succeeded {
+                    attempts: *attempt,
+                    result: result.clone(),
+                    finished_at: at,
+                    reconciled: false,
+                    decided: Some(format!("{} by {by}", decision.label())),
+                },
+                Decision::Retry | Decision::NotDone => RetryWait {
+                    attempt: *attempt,
+                    error: format!("{} by {by}: {reason}", decision.label()),
+                    retry_at: at,
+                    effects: false,
+                },
             },
             (
                 Some(Running {
@@ -210,6 +246,21 @@ pub struct RunView {
     pub approvals: HashMap<String, String>,
     /// The highest event sequence seen.
     pub last_seq: u64,
+    /// People's decisions about steps, in order.
+    pub decisions: Vec<DecisionRecord>,
+    /// The last pace lifeboat set for its OVH calls, and why (absent: never changed).
+    pub pace: Option<(Option<f64>, usize, String)>,
+}
+
+/// A person's decision about a step, as `log`, `status` and reports show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    pub key: String,
+    pub step: String,
+    pub decision: String,
+    pub by: String,
+    pub reason: String,
+    pub at: u64,
 }
 
 impl RunView {
@@ -256,9 +307,26 @@ impl RunView {
             }
             Event::StepEffect { key, .. }
             | Event::StepSucceeded { key, .. }
-            | Event::StepFailed { key, .. } => match self.entries.get_mut(key) {
-                Some(Entry::Step { state, .. }) => {
+            | Event::StepFailed { key, .. }
+            | Event::StepDecided { key, .. } => match self.entries.get_mut(key) {
+                Some(Entry::Step { state, name, .. }) => {
                     *state = StepState::apply(Some(state), &record.event, at)?;
+                    if let Event::StepDecided {
+                        decision,
+                        by,
+                        reason,
+                        ..
+                    } = &record.event
+                    {
+                        self.decisions.push(DecisionRecord {
+                            key: key.clone(),
+                            step: name.clone(),
+                            decision: decision.label().to_string(),
+                            by: by.clone(),
+                            reason: reason.clone(),
+                            at,
+                        });
+                    }
                 }
                 _ => {
                     return Err(Error::IllegalTransition {
@@ -305,6 +373,11 @@ impl RunView {
                 },
             ),
             Event::Logged { key: None, .. } => {}
+            Event::Paced {
+                rate,
+                concurrency,
+                why,
+            } => self.pace = Some((*rate, *concurrency, why.clone())),
             Event::RunStarted { .. }
             | Event::Planned { .. }
             | Event::RunPaused { .. }
@@ -376,6 +449,7 @@ mod tests {
             result: Value::Null,
             finished_at: 0,
             reconciled: false,
+            decided: None,
         };
         let failed_for_good = StepState::Failed {
             attempts: 1,
@@ -384,7 +458,41 @@ mod tests {
             finished_at: 0,
             effects: true,
         };
+        let decided = |decision: Decision| Event::StepDecided {
+            key: "0".into(),
+            decision,
+            by: "ana@host".into(),
+            reason: "checked in the manager".into(),
+        };
+        let skip = || {
+            decided(Decision::Skip {
+                result: Value::Null,
+            })
+        };
         let table: Vec<(Option<&StepState>, Event, Option<&str>)> = vec![
+            (None, skip(), None),
+            (Some(&running), skip(), Some("succeeded")),
+            (
+                Some(&running),
+                decided(Decision::NotDone),
+                Some("retry-wait"),
+            ),
+            (Some(&running), decided(Decision::Retry), Some("retry-wait")),
+            (
+                Some(&retry),
+                decided(Decision::Done {
+                    result: Value::Null,
+                }),
+                Some("succeeded"),
+            ),
+            (
+                Some(&failed_for_good),
+                decided(Decision::Retry),
+                Some("retry-wait"),
+            ),
+            (Some(&failed_for_good), skip(), Some("succeeded")),
+            (Some(&done), skip(), None),
+            (Some(&done), decided(Decision::Retry), None),
             (None, started(1), Some("running")),
             (None, effect(1), None),
             (None, succeeded(), None),

@@ -5,9 +5,26 @@
 //! backend (for a runner that must survive the loss of its host) implements [`Store`] and
 //! nothing else changes.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use super::Error;
+
+/// The high-water mark kept beside sled's files: how many runs the store held and how far its
+/// sequence had gone, the last time both were known to be on stable storage. A store that opens
+/// with less has lost synced data (a truncated or replaced file), which is refused rather than
+/// shown as an empty store.
+pub const MANIFEST_NAME: &str = "lifeboat.manifest";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    runs: u64,
+    max_seq: u64,
+}
 
 /// The separate ordered key spaces the journal uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +53,24 @@ pub trait Store: Send + Sync {
 }
 
 /// The embedded sled database (pinned to 0.34.7, the last stable release).
+///
+/// sled's own flush ends in `sync_file_range` on Linux, which survives the death of the
+/// process but not a power cut: it flushes neither the device's write cache nor the file's
+/// metadata. So [`Store::flush`] follows it with `fdatasync` of sled's log file and an `fsync`
+/// of the directory (sled creates and renames snapshot files in it).
 pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
     events: sled::Tree,
     dir: PathBuf,
+    /// sled's log file and the store's directory, kept open to sync them.
+    log_file: File,
+    dir_file: File,
+    /// Runs stored, and the highest sequence handed out, as this process knows them.
+    runs_count: AtomicU64,
+    max_seq: AtomicU64,
+    /// What the manifest on disk says.
+    manifest: Mutex<Manifest>,
 }
 
 impl SledStore {
@@ -49,10 +79,25 @@ impl SledStore {
     /// sled takes an exclusive file lock: a second process gets [`Error::Locked`], which callers
     /// turn into a request over the owner's control socket instead of a raw lock error.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if created {
+            // The new directory's own entry must survive a power cut too.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(parent))?;
+            }
+        }
         let db = sled::Config::new()
             .path(dir)
             // We flush explicitly at every durability point; the background flush only
@@ -69,12 +114,81 @@ impl SledStore {
                 detail: e.to_string(),
             })
         };
-        Ok(SledStore {
-            runs: tree("runs")?,
-            events: tree("events")?,
+        let runs = tree("runs")?;
+        let events = tree("events")?;
+        let log_path = dir.join("db");
+        let log_file = File::open(&log_path).map_err(io(&log_path))?;
+        let dir_file = File::open(dir).map_err(io(dir))?;
+        // sled created its files: make their names durable before anything relies on them.
+        dir_file.sync_all().map_err(io(dir))?;
+
+        let found = Manifest {
+            runs: runs.len() as u64,
+            max_seq: db.generate_id().map_err(|e| Error::Corrupt {
+                dir: dir.to_path_buf(),
+                detail: e.to_string(),
+            })?,
+        };
+        let manifest_path = dir.join(MANIFEST_NAME);
+        let recorded = match std::fs::read(&manifest_path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<Manifest>(&bytes).map_err(|e| Error::Damaged {
+                    dir: dir.to_path_buf(),
+                    detail: format!("its {MANIFEST_NAME} is unreadable ({e})"),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) => return Err(io(&manifest_path)(e)),
+        };
+        if found.runs < recorded.runs || found.max_seq < recorded.max_seq {
+            return Err(Error::Damaged {
+                dir: dir.to_path_buf(),
+                detail: format!(
+                    "when last synced it held {} run{} and its event sequence had reached {}; it now opens with {} run{} and a sequence at {}",
+                    recorded.runs,
+                    if recorded.runs == 1 { "" } else { "s" },
+                    recorded.max_seq,
+                    found.runs,
+                    if found.runs == 1 { "" } else { "s" },
+                    found.max_seq
+                ),
+            });
+        }
+        let store = SledStore {
+            runs,
+            events,
             db: db.clone(),
             dir: dir.to_path_buf(),
-        })
+            log_file,
+            dir_file,
+            runs_count: AtomicU64::new(found.runs),
+            max_seq: AtomicU64::new(found.max_seq),
+            manifest: Mutex::new(recorded),
+        };
+        if recorded != found {
+            store.flush()?;
+        }
+        Ok(store)
+    }
+
+    /// Writes the high-water mark (atomically: a new file, synced, renamed over the old one,
+    /// then the directory synced). Called only after the data it describes is durable.
+    fn write_manifest(&self, mark: Manifest) -> Result<(), Error> {
+        let path = self.dir.join(MANIFEST_NAME);
+        let tmp = self.dir.join(format!("{MANIFEST_NAME}.tmp"));
+        let bytes = serde_json::to_vec(&mark).map_err(|e| Error::Decode(e.to_string()))?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        {
+            use std::io::Write;
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
+            f.sync_data().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.dir_file.sync_all().map_err(io(&self.dir))
     }
 
     fn tree(&self, space: Keyspace) -> &sled::Tree {
@@ -115,10 +229,14 @@ impl Store for SledStore {
     }
 
     fn put(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        self.tree(space)
+        let old = self
+            .tree(space)
             .insert(key, value)
-            .map(drop)
-            .map_err(|e| self.storage_error(e))
+            .map_err(|e| self.storage_error(e))?;
+        if space == Keyspace::Runs && old.is_none() {
+            self.runs_count.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error> {
@@ -132,11 +250,34 @@ impl Store for SledStore {
     }
 
     fn next_id(&self) -> Result<u64, Error> {
-        self.db.generate_id().map_err(|e| self.storage_error(e))
+        let id = self.db.generate_id().map_err(|e| self.storage_error(e))?;
+        self.max_seq.fetch_max(id, Ordering::SeqCst);
+        Ok(id)
     }
 
     fn flush(&self) -> Result<(), Error> {
+        // Read before the flush, so that the mark never claims more than the flush covered.
+        let mark = Manifest {
+            runs: self.runs_count.load(Ordering::SeqCst),
+            max_seq: self.max_seq.load(Ordering::SeqCst),
+        };
         // One flush covers every tree: they share sled's single log.
-        self.db.flush().map(drop).map_err(|e| self.storage_error(e))
+        self.db.flush().map_err(|e| self.storage_error(e))?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        self.log_file
+            .sync_data()
+            .map_err(io(&self.dir.join("db")))?;
+        self.dir_file.sync_all().map_err(io(&self.dir))?;
+        // The mark moves when a run was added: losing a whole run is what it must catch, and
+        // rewriting it at every barrier would double the cost of a step.
+        let mut written = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        if mark.runs > written.runs || (written.runs == 0 && mark.max_seq > written.max_seq) {
+            self.write_manifest(mark)?;
+            *written = mark;
+        }
+        Ok(())
     }
 }

@@ -11,10 +11,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod pace;
 pub mod signature;
 pub mod types;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -118,9 +118,26 @@ impl Error {
         }
     }
 
-    /// The error as a map for runbooks: `message`, `status`, `error_code`, `query_id`, `call`.
+    /// A failure of the API rather than of the request: OVH overloaded (5xx, 408, 429) or not
+    /// reached (a timeout, a dropped connection). Asking again later may succeed; for a change,
+    /// only after checking that the first attempt did not take effect.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Error::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether OVH answered that it is overloaded: what makes the client slow down.
+    fn is_overload(&self) -> bool {
+        matches!(self, Error::Api { status, .. } if *status >= 500 || *status == 429)
+    }
+
+    /// The error as a map for runbooks: `message`, `status`, `error_code`, `query_id`, `call`,
+    /// `transient` (see [`Error::is_transient`]).
     pub fn to_value(&self) -> Value {
-        let mut v = json!({ "message": self.to_string() });
+        let mut v = json!({ "message": self.to_string(), "transient": self.is_transient() });
         match self {
             Error::Api {
                 method,
@@ -275,8 +292,7 @@ pub struct Client {
     /// Server time minus local time, from `GET /auth/time`, measured once.
     time_delta: tokio::sync::OnceCell<i64>,
     oauth_token: tokio::sync::Mutex<Option<(String, Instant)>>,
-    slots: tokio::sync::Semaphore,
-    next_slot: Mutex<Option<Instant>>,
+    pace: pace::Pace,
 }
 
 impl std::fmt::Debug for Client {
@@ -301,12 +317,11 @@ impl Client {
             })?;
         Ok(Client {
             http,
-            slots: tokio::sync::Semaphore::new(opts.concurrency.max(1)),
+            pace: pace::Pace::new(opts.rate_limit, opts.concurrency),
             config,
             opts,
             time_delta: tokio::sync::OnceCell::new(),
             oauth_token: tokio::sync::Mutex::new(None),
-            next_slot: Mutex::new(None),
         })
     }
 
@@ -376,21 +391,9 @@ impl Client {
             .await
     }
 
-    /// Waits for this request's slot under the client-side rate limit.
-    async fn throttle(&self) {
-        let Some(rate) = self.opts.rate_limit.filter(|r| *r > 0.0) else {
-            return;
-        };
-        let wait = {
-            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + Duration::from_secs_f64(1.0 / rate));
-            slot.saturating_duration_since(now)
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+    /// The pace of this client's calls (lowered while OVH is overloaded).
+    pub fn pace(&self) -> pace::PaceSnapshot {
+        self.pace.snapshot()
     }
 
     async fn send_once(
@@ -400,12 +403,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<(Value, Option<String>), Error> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        self.throttle().await;
+        let _permit = self.pace.acquire().await;
         let url_text = self.url(path, query);
         let url = reqwest::Url::parse(&url_text).map_err(|e| Error::Transport {
             method: method.into(),
@@ -466,7 +464,12 @@ impl Client {
             .send()
             .await
             .map_err(|e| transport_error(method, path, &e, !e.is_connect()))?;
-        decode(method, path, response).await
+        let answer = decode(method, path, response).await;
+        self.pace.observe(match &answer {
+            Err(e) if e.is_overload() => e.status(),
+            _ => None,
+        });
+        answer
     }
 
     async fn time_delta(&self, application_key: &str) -> Result<i64, Error> {

@@ -210,6 +210,14 @@ impl Sim {
         }
     }
 
+    /// Removes every fault: the API answers normally again.
+    pub fn clear_faults(&self) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         self.faults
             .lock()
@@ -242,7 +250,14 @@ impl Sim {
         v
     }
 
-    fn record(&self, entry: Value) {
+    fn record(&self, mut entry: Value) {
+        // When the request arrived (wall clock, ms): the request log shows the pace of clients.
+        if let Some(obj) = entry.as_object_mut() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            obj.insert("at_ms".into(), now.into());
+        }
         if let Some(file) = &self.log_file {
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writeln!(f, "{entry}");
@@ -985,7 +1000,7 @@ async fn admin(
             Err(e) => (StatusCode::BAD_REQUEST, format!("bad fault: {e}\n")).into_response(),
         },
         ("DELETE", "faults") => {
-            sim.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            sim.clear_faults();
             json_ok(json!({ "cleared": true }))
         }
         _ => (

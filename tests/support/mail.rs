@@ -24,7 +24,8 @@ fn wait_listening(port: u16, what: &str) {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "{what} did not start listening on {port}"
+            "{what} did not start listening on {port} (if it is not installed: {})",
+            super::missing(what)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -101,7 +102,7 @@ protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
         )
         .unwrap();
         let smtp_port = free_port();
-        let smtpd = Command::new("python3")
+        let smtpd = super::python()
             .args([
                 "-m",
                 "aiosmtpd",
@@ -115,7 +116,7 @@ protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("aiosmtpd (python3 -m pip install aiosmtpd)");
+            .unwrap_or_else(|e| panic!("{}: {e}", super::missing("aiosmtpd")));
         let server = MailServer {
             dir,
             imap_port,
@@ -136,7 +137,7 @@ protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
             .arg("-c")
             .arg(self.conf())
             .status()
-            .expect("dovecot (apt-get install dovecot-imapd)");
+            .unwrap_or_else(|e| panic!("{}: {e}", super::missing("dovecot")));
         assert!(
             status.success(),
             "dovecot did not start: {}",
@@ -198,7 +199,7 @@ protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
     /// Sends a message to alice through the SMTP server.
     pub fn send(&self, from: &str, subject: &str, body: &str) {
         let script = "import smtplib, sys\nfrom email.message import EmailMessage\nm = EmailMessage()\nm['From'], m['To'], m['Subject'] = sys.argv[2], sys.argv[3], sys.argv[4]\nm.set_content(sys.argv[5])\nsmtplib.SMTP('127.0.0.1', int(sys.argv[1])).send_message(m)\n";
-        let ok = Command::new("python3")
+        let ok = super::python()
             .args([
                 "-c",
                 script,

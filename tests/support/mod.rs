@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mail;
+pub mod recovery;
 pub mod sim;
 
 use std::collections::HashMap;
@@ -207,6 +208,23 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
+}
+
+/// The Python that has the test suite's packages (`ovh`, `aiosmtpd`): the one `./test` puts in
+/// `target/test-venv` (it exports `LIFEBOAT_TEST_PYTHON`), else `python3`.
+pub fn python() -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    let program = match std::env::var("LIFEBOAT_TEST_PYTHON") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) if venv.exists() => venv,
+        Err(_) => PathBuf::from("python3"),
+    };
+    Command::new(program)
+}
+
+/// What a test says when a program it drives is missing: the one command that installs it.
+pub fn missing(program: &str) -> String {
+    format!("{program} is not installed: run ./test (from the repository root), which installs what the tests need")
 }
 
 pub fn path_str(p: &Path) -> String {

@@ -1,0 +1,63 @@
+//! The simulator in this process, and a store whose runs reach it: how the shipped runbooks
+//! are driven end to end.
+
+use serde_json::Value;
+
+use lifeboat::sim::world::Fixture;
+
+use super::sim::TestSim;
+use super::Env;
+
+pub const RBX: &str = "ns5007001.ip-137-74-1.eu";
+pub const GRA: &str = "ns5007002.ip-137-74-2.eu";
+pub const BHS: &str = "ns5009001.ip-142-44-1.net";
+
+pub fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A simulator in this process (its runtime kept alive) and a store whose runs reach it.
+pub struct Recovery {
+    pub runtime: tokio::runtime::Runtime,
+    pub t: TestSim,
+    pub env: Env,
+}
+
+impl Recovery {
+    pub fn start(fixture: Option<Fixture>, speed: f64) -> Recovery {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = rt.block_on(TestSim::start(fixture, speed));
+        let env = Env::new()
+            .var("OVH_ENDPOINT", &t.base)
+            .var("OVH_APPLICATION_KEY", "demo-application-key")
+            .var("OVH_APPLICATION_SECRET", "demo-application-secret")
+            .var("OVH_CONSUMER_KEY", "demo-consumer-key")
+            .var("HOME", "/nonexistent");
+        Recovery {
+            runtime: rt,
+            t,
+            env,
+        }
+    }
+
+    pub fn posts(&self) -> Vec<Value> {
+        self.t
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r["method"] != "GET")
+            .collect()
+    }
+}
+
+pub fn mapping(pairs: &[(&str, &str)]) -> String {
+    let m: serde_json::Map<String, Value> = pairs
+        .iter()
+        .map(|(ip, s)| (ip.to_string(), Value::from(*s)))
+        .collect();
+    format!("mapping={}", Value::Object(m))
+}
