@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use lifeboat::sim::world::{Fixture, IpSpec, ServerSpec};
+use lifeboat::sim::world::{IpSpec, ServerSpec};
 use lifeboat::sim::Sim;
 use serde_json::Value;
 

@@ -74,9 +74,11 @@ impl GateTimeout {
                     on_timeout = match v.clone().into_immutable_string().as_deref() {
                         Ok("pause") => OnGateTimeout::Pause,
                         Ok("abort") => OnGateTimeout::Abort,
-                        _ => return Err(format!(
+                        _ => {
+                            return Err(format!(
                             "approve option on_timeout: expected \"pause\" or \"abort\", got {v}"
-                        )),
+                        ))
+                        }
                     }
                 }
                 other => {
