@@ -6,11 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lifeboat::sim::faults::{Fault, FaultKind};
-use lifeboat::sim::world::{IpSpec, ServerSpec};
-use lifeboat::sim::Sim;
 use serde_json::Value;
 
-use crate::support::recovery::{mapping, repo, Recovery, GRA, RBX};
+use crate::support::recovery::{fifty_ips, mapping, repo, Recovery, GRA, RBX};
 use crate::support::{finish, normalize, read_run_id, Counter, Env, Rng};
 
 /// Three IPs that all move, and the three SBG filers.
@@ -267,35 +265,10 @@ fn a_refusal_is_final_and_not_retried() {
     assert_eq!(sent, 1, "a 400 is not retried");
 }
 
-/// Fifty IPs on one server, all to move to RBX.
-fn fifty_ips() -> lifeboat::sim::world::Fixture {
-    let mut f = Sim::demo_fixture();
-    f.servers.push(ServerSpec {
-        name: "ns-src".into(),
-        datacenter: "sbg1".into(),
-        range: "standard".into(),
-        vmac: true,
-        accepts_failover: true,
-        ip: None,
-    });
-    f.ips = (0..50)
-        .map(|i| IpSpec {
-            block: format!("10.9.0.{i}/32"),
-            routed_to: Some("ns-src".into()),
-            description: None,
-            vmacs: vec![],
-            fail_move: false,
-            move_duration: None,
-        })
-        .collect();
-    f.durations.ip_move = "2000s".into(); // 2 s at speed 1000
-    f
-}
-
 #[test]
 #[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
 fn a_503_storm_slows_lifeboat_down_and_the_run_completes_after_it() {
-    let r = Recovery::start(Some(fifty_ips()), 1000.0);
+    let r = Recovery::start(Some(fifty_ips("2000s")), 1000.0);
     let rb = repo("runbooks/failover-ip-move.rhai");
     let ips: Vec<String> = (0..50).map(|i| format!("10.9.0.{i}/32")).collect();
     let mut child = r.env.spawn(&[

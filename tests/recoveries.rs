@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use lifeboat::sim::world::{IpSpec, ServerSpec};
 use lifeboat::sim::Sim;
 use serde_json::Value;
 
-use crate::support::recovery::{mapping, repo, Recovery, BHS, GRA, RBX};
+use crate::support::recovery::{fifty_ips, mapping, repo, Recovery, BHS, GRA, RBX};
 use crate::support::{finish, read_run_id, Env, Rng};
 
 fn relink_args<'a>(dest_pcc: &'a str, dest_dc: &'a str) -> Vec<&'a str> {
@@ -212,26 +211,7 @@ fn a_task_ending_in_ovh_error_fails_that_ip_with_the_query_id() {
 
 #[test]
 fn fifty_ips_move_concurrently() {
-    let mut f = Sim::demo_fixture();
-    f.servers.push(ServerSpec {
-        name: "ns-src".into(),
-        datacenter: "sbg1".into(),
-        range: "standard".into(),
-        vmac: true,
-        accepts_failover: true,
-        ip: None,
-    });
-    f.ips = (0..50)
-        .map(|i| IpSpec {
-            block: format!("10.9.0.{i}/32"),
-            routed_to: Some("ns-src".into()),
-            description: None,
-            vmacs: vec![],
-            fail_move: false,
-            move_duration: None,
-        })
-        .collect();
-    f.durations.ip_move = "400s".into(); // 0.4 s at speed 1000
+    let f = fifty_ips("400s"); // 0.4 s at speed 1000
     let r = Recovery::start(Some(f), 1000.0);
     let rb = repo("runbooks/failover-ip-move.rhai");
     let ips: Vec<String> = (0..50).map(|i| format!("10.9.0.{i}/32")).collect();

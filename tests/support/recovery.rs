@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use lifeboat::sim::world::Fixture;
+use lifeboat::sim::world::{Fixture, IpSpec, ServerSpec};
+use lifeboat::sim::Sim;
 
 use super::sim::TestSim;
 use super::Env;
@@ -60,4 +61,30 @@ pub fn mapping(pairs: &[(&str, &str)]) -> String {
         .map(|(ip, s)| (ip.to_string(), Value::from(*s)))
         .collect();
     format!("mapping={}", Value::Object(m))
+}
+
+/// The demo account plus fifty IPs on one SBG server, each move lasting `move_duration` of
+/// simulated time.
+pub fn fifty_ips(move_duration: &str) -> Fixture {
+    let mut f = Sim::demo_fixture();
+    f.servers.push(ServerSpec {
+        name: "ns-src".into(),
+        datacenter: "sbg1".into(),
+        range: "standard".into(),
+        vmac: true,
+        accepts_failover: true,
+        ip: None,
+    });
+    f.ips = (0..50)
+        .map(|i| IpSpec {
+            block: format!("10.9.0.{i}/32"),
+            routed_to: Some("ns-src".into()),
+            description: None,
+            vmacs: vec![],
+            fail_move: false,
+            move_duration: None,
+        })
+        .collect();
+    f.durations.ip_move = move_duration.into();
+    f
 }
