@@ -28,7 +28,6 @@ fn kill_after_effect(env: &Env, counter: &Counter, runbook: &str, effect: &str) 
 }
 
 #[test]
-#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
 fn in_flight_step_without_check_waits_for_the_operator() {
     let counter = Counter::start();
     let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
@@ -39,8 +38,7 @@ fn in_flight_step_without_check_waits_for_the_operator() {
     out.expect_code(3);
     assert_eq!(
         normalize(&out.stderr, &run),
-        format!("resuming run RUN: {rb}\n  ↺ 1 finished step answered from the journal\n\
-  ? move: in doubt: it was in flight when the previous process stopped, and it has no `check` to ask\n\
+        format!("resuming run RUN: {rb}\n  ↺ 1 finished step answered from the journal\n  ? move: in doubt: it was in flight when the previous process stopped, and it has no `check` to ask\n\
 run RUN paused: step \"move\" (position 1) may have changed things, and lifeboat cannot tell whether it did: \
 it was in flight when the previous process stopped, and it has no `check` to ask. It will not be run again on its own. \
 Find out whether it took effect (OVH's manager, the API), then:
@@ -391,7 +389,6 @@ fn retries_with_backoff_until_the_body_succeeds() {
 }
 
 #[test]
-#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
 fn a_failed_step_that_may_have_acted_pauses_for_a_person() {
     let counter = Counter::start();
     let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
@@ -402,8 +399,7 @@ fn a_failed_step_that_may_have_acted_pauses_for_a_person() {
     let run = out.stdout.trim();
     assert_eq!(
         normalize(&out.stderr, run),
-        format!("run RUN: {rb}\n  → move\n\
-  ? move: in doubt: its attempt 1 ended with: lost the answer (at {rb}:1:73), and it has no `check` to ask\n\
+        format!("run RUN: {rb}\n  → move\n  ? move: in doubt: its attempt 1 ended with: lost the answer (at {rb}:1:73), and it has no `check` to ask\n\
 run RUN paused: step \"move\" (position 0) may have changed things, and lifeboat cannot tell whether it did: \
 its attempt 1 ended with: lost the answer (at {rb}:1:73), and it has no `check` to ask. It will not be run again on its own. \
 Find out whether it took effect (OVH's manager, the API), then:
@@ -417,7 +413,6 @@ Find out whether it took effect (OVH's manager, the API), then:
 }
 
 #[test]
-#[ignore = "issue 11/18 work in progress: expectation not yet met, see the closing note"]
 fn on_failure_fail_lets_the_script_see_a_failure_that_may_have_acted() {
     let counter = Counter::start();
     let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
@@ -428,8 +423,8 @@ fn on_failure_fail_lets_the_script_see_a_failure_that_may_have_acted() {
     let run = out.stdout.trim();
     assert_eq!(
         normalize(&out.stderr, run),
-        format!("run RUN: {rb}\n  → move\n  ✗ move: failed after 1 attempt(s): lost the answer (at {rb}:1:97); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n\
-run RUN failed: {rb}:1:1: step \"move\" failed after 1 attempt: lost the answer (at {rb}:1:97); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n  its journal is kept: `lifeboat log RUN`; after fixing the cause, `lifeboat resume RUN`\n")
+        format!("run RUN: {rb}\n  → move\n  ✗ move: failed after 1 attempt(s): lost the answer (at {rb}:1:93); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n\
+run RUN failed: {rb}:1:1: step \"move\" failed after 1 attempt: lost the answer (at {rb}:1:93); it may have changed things (its attempt had started, and nothing can tell whether it took effect): check by hand before running it again\n  its journal is kept: `lifeboat log RUN`; after fixing the cause, `lifeboat resume RUN`\n")
     );
 }
 

@@ -77,15 +77,20 @@ impl OvhApi {
     /// and `log` show when and why lifeboat slowed down or sped up.
     fn journal_pace(&self, client: &Client) {
         use std::sync::atomic::Ordering;
-        let pace = client.pace();
         let seen = self.pace_seen.load(Ordering::SeqCst);
-        if pace.version > seen
-            && self
-                .pace_seen
-                .compare_exchange(seen, pace.version, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
+        let changes = client.pace_changes_since(seen);
+        let Some(last) = changes.last() else {
+            return;
+        };
+        if self
+            .pace_seen
+            .compare_exchange(seen, last.version, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
         {
-            self.ctx.note_pace(pace.rate, pace.concurrency, pace.why);
+            for change in changes {
+                self.ctx
+                    .note_pace(change.rate, change.concurrency, change.why);
+            }
         }
     }
 

@@ -943,32 +943,18 @@ impl RunContext {
         }
         let (m, cv) = &self.wake;
         let mut seen = lock(m);
-        let result = loop {
+        let expired = loop {
             if self.aborting.load(Ordering::SeqCst)
                 || self.winding_down() && lock(&self.fatal).is_some()
             {
-                break Err(
-                    EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into(),
-                );
+                break None;
             }
             if lock(&self.approvals).contains_key(gate) {
-                break Ok(());
+                break None;
             }
             if let Some((at, t)) = &expires {
                 if self.clock.now() >= *at {
-                    let after = crate::clock::format_duration(t.after.as_millis() as u64);
-                    break Err(match t.on_timeout {
-                        OnGateTimeout::Pause => {
-                            self.pause_with(Error::Paused(PauseReason::GateTimeout {
-                                gate: gate.to_string(),
-                                after,
-                            }))
-                        }
-                        OnGateTimeout::Abort => {
-                            self.request_abort(&format!("the timeout of gate {gate:?} ({after})"));
-                            stop_error()
-                        }
-                    });
+                    break Some(t);
                 }
             }
             seen = cv
@@ -976,9 +962,26 @@ impl RunContext {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         };
+        // Pausing and aborting wake every waiter through `wake`: not while holding it.
         drop(seen);
         *lock(&self.waiting_gate) = None;
-        result
+        if lock(&self.approvals).contains_key(gate) {
+            return Ok(());
+        }
+        let Some(t) = expired else {
+            return Err(stop_error());
+        };
+        let after = crate::clock::format_duration(t.after.as_millis() as u64);
+        Err(match t.on_timeout {
+            OnGateTimeout::Pause => self.pause_with(Error::Paused(PauseReason::GateTimeout {
+                gate: gate.to_string(),
+                after,
+            })),
+            OnGateTimeout::Abort => {
+                self.request_abort(&format!("the timeout of gate {gate:?} ({after})"));
+                stop_error()
+            }
+        })
     }
 
     /// `now()`: the engine clock, journaled between steps so a replay sees the same value.

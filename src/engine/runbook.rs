@@ -304,7 +304,18 @@ fn check_calls(ast: &AST, path: &str, known: &HashSet<String>) -> Result<(), Err
 /// An evaluation error's message without Rhai's "(line x, position y)" suffix.
 pub fn plain_message(err: &rhai::EvalAltResult) -> String {
     match err.unwrap_inner() {
-        rhai::EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        rhai::EvalAltResult::ErrorRuntime(value, _) => {
+            // A structured failure (the `ovh` object's error maps) reads as its message, never
+            // as a raw map on the terminal.
+            let message = value.read_lock::<rhai::Map>().and_then(|m| {
+                m.get("message")
+                    .and_then(|v| v.clone().into_immutable_string().ok())
+            });
+            match message {
+                Some(m) => m.to_string(),
+                None => value.to_string(),
+            }
+        }
         other => {
             let text = other.to_string();
             match text.rfind(" (line ") {

@@ -35,8 +35,14 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 pub enum Error {
     #[error("the journal store {} is in use by another lifeboat process", dir.display())]
     Locked { dir: PathBuf },
-    #[error("the journal store {} could not be opened: {detail}. It may be damaged (for instance by an unclean stop). Move it aside (mv {dir} {dir}.damaged), then restore runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
-    Corrupt { dir: PathBuf, detail: String },
+    #[error("the journal store {} could not be opened: {detail}{held}. It may be damaged (for instance by an unclean stop). Move it aside (mv {dir} {dir}.damaged), then restore runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
+    Corrupt {
+        dir: PathBuf,
+        detail: String,
+        /// What its high-water mark says it held, when one was kept: "; when last synced it
+        /// held 2 runs".
+        held: String,
+    },
     #[error("--db {}: this is a file, not a directory; the journal store is a directory (give a new or existing directory)", path.display())]
     NotADirectory { path: PathBuf },
     #[error("the journal store {} has lost data that was synced to disk: {detail}. Its files were truncated, replaced or corrupted (a failing disk, an old backup restored over it, a copy taken while lifeboat ran). Nothing was changed. Keep it for investigation (mv {dir} {dir}.damaged; `lifeboat verify --db {dir}.damaged` lists what it still holds) and restore the runs you exported with `lifeboat import`", dir.display(), dir = dir.display())]
@@ -136,6 +142,7 @@ impl Journal {
                     .ok_or_else(|| Error::Corrupt {
                         dir: dir.to_path_buf(),
                         detail: "unreadable schema version".into(),
+                        held: String::new(),
                     })?;
                 if found > SCHEMA_VERSION {
                     return Err(Error::NewerSchema {

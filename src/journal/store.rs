@@ -98,37 +98,6 @@ impl SledStore {
                     .map_err(io(parent))?;
             }
         }
-        let db = sled::Config::new()
-            .path(dir)
-            // We flush explicitly at every durability point; the background flush only
-            // shortens the window for records that are allowed to be lost (log lines).
-            .flush_every_ms(Some(1000))
-            // sled's default page cache is 1 GiB; a journal needs far less, and a recovery
-            // should not compete with the operator's tools for memory.
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| classify_open_error(dir, e))?;
-        let tree = |name: &str| {
-            db.open_tree(name).map_err(|e| Error::Corrupt {
-                dir: dir.to_path_buf(),
-                detail: e.to_string(),
-            })
-        };
-        let runs = tree("runs")?;
-        let events = tree("events")?;
-        let log_path = dir.join("db");
-        let log_file = File::open(&log_path).map_err(io(&log_path))?;
-        let dir_file = File::open(dir).map_err(io(dir))?;
-        // sled created its files: make their names durable before anything relies on them.
-        dir_file.sync_all().map_err(io(dir))?;
-
-        let found = Manifest {
-            runs: runs.len() as u64,
-            max_seq: db.generate_id().map_err(|e| Error::Corrupt {
-                dir: dir.to_path_buf(),
-                detail: e.to_string(),
-            })?,
-        };
         let manifest_path = dir.join(MANIFEST_NAME);
         let recorded = match std::fs::read(&manifest_path) {
             Ok(bytes) => {
@@ -140,18 +109,55 @@ impl SledStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(io(&manifest_path)(e)),
         };
-        if found.runs < recorded.runs || found.max_seq < recorded.max_seq {
+        let db = sled::Config::new()
+            .path(dir)
+            // We flush explicitly at every durability point; the background flush only
+            // shortens the window for records that are allowed to be lost (log lines).
+            .flush_every_ms(Some(1000))
+            // sled's default page cache is 1 GiB; a journal needs far less, and a recovery
+            // should not compete with the operator's tools for memory.
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| classify_open_error(dir, e, &recorded))?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| corrupt(dir, e.to_string(), &recorded))
+        };
+        let runs = tree("runs")?;
+        let events = tree("events")?;
+        let log_path = dir.join("db");
+        let log_file = File::open(&log_path).map_err(io(&log_path))?;
+        let dir_file = File::open(dir).map_err(io(dir))?;
+        // sled created its files: make their names durable before anything relies on them.
+        dir_file.sync_all().map_err(io(dir))?;
+
+        let found = Manifest {
+            runs: runs.len() as u64,
+            max_seq: db
+                .generate_id()
+                .map_err(|e| corrupt(dir, e.to_string(), &recorded))?,
+        };
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        let lost = if found.runs < recorded.runs {
+            Some(format!(
+                "when last synced it held {} run{}; it now opens with {} run{}",
+                recorded.runs,
+                plural(recorded.runs),
+                found.runs,
+                plural(found.runs)
+            ))
+        } else if found.max_seq < recorded.max_seq {
+            Some(format!(
+                "when last synced its event sequence had reached {}; it now opens at {}, so recent events are missing",
+                recorded.max_seq, found.max_seq
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = lost {
             return Err(Error::Damaged {
                 dir: dir.to_path_buf(),
-                detail: format!(
-                    "when last synced it held {} run{} and its event sequence had reached {}; it now opens with {} run{} and a sequence at {}",
-                    recorded.runs,
-                    if recorded.runs == 1 { "" } else { "s" },
-                    recorded.max_seq,
-                    found.runs,
-                    if found.runs == 1 { "" } else { "s" },
-                    found.max_seq
-                ),
+                detail,
             });
         }
         let store = SledStore {
@@ -207,16 +213,32 @@ impl SledStore {
     }
 }
 
-fn classify_open_error(dir: &Path, e: sled::Error) -> Error {
+fn classify_open_error(dir: &Path, e: sled::Error, recorded: &Manifest) -> Error {
     match e {
         // sled reports its file lock as an `Other` I/O error with this text.
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => Error::Locked {
             dir: dir.to_path_buf(),
         },
-        other => Error::Corrupt {
-            dir: dir.to_path_buf(),
-            detail: other.to_string(),
-        },
+        other => corrupt(dir, other.to_string(), recorded),
+    }
+}
+
+/// A store sled cannot read, with what its high-water mark says it held.
+fn corrupt(dir: &Path, detail: String, recorded: &Manifest) -> Error {
+    let held = if recorded.runs > 0 {
+        format!(
+            "; when last synced it held {} run{}",
+            recorded.runs,
+            if recorded.runs == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
+    Error::Corrupt {
+        dir: dir.to_path_buf(),
+        // sled's own text ends with an empty backtrace: keep what is useful.
+        detail: detail.trim_end_matches(" backtrace ()").to_string(),
+        held,
     }
 }
 

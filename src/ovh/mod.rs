@@ -396,6 +396,11 @@ impl Client {
         self.pace.snapshot()
     }
 
+    /// The changes of pace after `version`, oldest first.
+    pub fn pace_changes_since(&self, version: u64) -> Vec<pace::PaceSnapshot> {
+        self.pace.changes_since(version)
+    }
+
     async fn send_once(
         &self,
         method: &str,

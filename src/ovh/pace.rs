@@ -50,6 +50,26 @@ struct State {
     good: u32,
     version: u64,
     why: String,
+    /// The latest changes, oldest first, so that a watcher that looks only after a storm
+    /// still sees the slow-downs it went through.
+    history: VecDeque<PaceSnapshot>,
+}
+
+impl State {
+    /// Records a change of pace: a new version, kept in the history.
+    fn changed(&mut self) {
+        self.version += 1;
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        let snapshot = PaceSnapshot {
+            rate: self.rate,
+            concurrency: self.concurrency,
+            version: self.version,
+            why: self.why.clone(),
+        };
+        self.history.push_back(snapshot);
+    }
 }
 
 /// The shared pace; see the module documentation.
@@ -59,6 +79,9 @@ pub struct Pace {
     state: Mutex<State>,
     freed: tokio::sync::Notify,
 }
+
+/// How many past changes [`Pace::changes_since`] can still give.
+const HISTORY: usize = 64;
 
 /// A place among the calls in flight; given back when dropped.
 pub struct Permit<'a> {
@@ -92,6 +115,7 @@ impl Pace {
                 good: 0,
                 version: 0,
                 why: "the configured pace".to_string(),
+                history: VecDeque::new(),
             }),
             freed: tokio::sync::Notify::new(),
         }
@@ -109,6 +133,16 @@ impl Pace {
             version: st.version,
             why: st.why.clone(),
         }
+    }
+
+    /// The changes of pace after `version`, oldest first (the latest [`HISTORY`] at most).
+    pub fn changes_since(&self, version: u64) -> Vec<PaceSnapshot> {
+        let st = self.lock();
+        st.history
+            .iter()
+            .filter(|s| s.version > version)
+            .cloned()
+            .collect()
     }
 
     /// Waits for a place among the calls in flight and for this call's slot under the rate.
@@ -186,7 +220,7 @@ impl Pace {
                     );
                     st.overloads.clear();
                     st.last_cut = Some(now);
-                    st.version += 1;
+                    st.changed();
                 }
             }
             None => {
@@ -214,7 +248,7 @@ impl Pace {
                 } else {
                     "OVH answers again: speeding up".to_string()
                 };
-                st.version += 1;
+                st.changed();
                 drop(st);
                 self.freed.notify_one();
             }
@@ -268,6 +302,29 @@ mod tests {
         }
         let s = pace.snapshot();
         assert_eq!((s.rate, s.concurrency), (None, 16));
+    }
+
+    #[test]
+    fn a_watcher_that_looks_late_still_sees_every_change() {
+        let pace = Pace::new(None, 4);
+        for _ in 0..3 {
+            pace.observe(Some(503));
+        }
+        for _ in 0..RECOVER_AFTER {
+            pace.observe(None);
+        }
+        let changes = pace.changes_since(0);
+        let whys: Vec<&str> = changes.iter().map(|c| c.why.as_str()).collect();
+        assert_eq!(
+            whys,
+            [
+                "OVH answered 503 (overloaded) to 3 calls within 2s: slowing down",
+                "OVH answers again: speeding up"
+            ]
+        );
+        assert_eq!(changes[0].concurrency, 2);
+        assert_eq!(changes[1].concurrency, 3);
+        assert!(pace.changes_since(changes[1].version).is_empty());
     }
 
     #[tokio::test]
