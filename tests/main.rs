@@ -9,6 +9,7 @@ mod engine_behaviour;
 mod faults;
 mod mail;
 mod ovh_client;
+mod power_cut;
 mod python_client;
 mod recoveries;
 mod runbooks;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod lazyfs;
 pub mod mail;
 pub mod recovery;
 pub mod sim;
