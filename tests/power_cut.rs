@@ -1,7 +1,8 @@
 //! Power cuts, not only SIGKILL: the journal lives on a filesystem that forgets every write not
 //! yet synced when the power goes (tests/support/lazyfs.rs). A runbook whose effects are counted
 //! outside the process is cut at random moments, the machine "reboots", and the run is resumed:
-//! no step reported finished is lost, and no effect happens again unless a person said so.
+//! no step reported finished is lost, and no effect happens again unless a person said so. The
+//! same filesystem fills up on demand: a full disk pauses the run, and resume finishes it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -220,4 +221,71 @@ fn every_barrier_is_a_real_sync_seen_by_strace() {
         "{} fsync calls:\n{trace}",
         count("fsync")
     );
+}
+
+/// A disk that fills up mid-run: the run stops with a clear error and nothing lost, and
+/// resumes to the end once there is space again.
+#[test]
+fn a_full_disk_stops_the_run_without_losing_it_and_resume_finishes_it() {
+    let counter = Counter::start();
+    let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook(
+        "full.rhai",
+        r#"
+let total = 0;
+for i in 0..30 {
+    let name = `s${i}`;
+    total += step(name, #{ check: || if test_effect_count(name) > 0 { i } else { false } },
+                  || { test_effect(name); i });
+}
+total
+"#,
+    );
+    std::fs::create_dir(env.db()).unwrap();
+    let power = PowerFs::mount(&env.db());
+    counter.hold("s10");
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    env.wait_for("step 10", || counter.count("s10") > 0);
+    // Step s10 has acted; the disk fills before it can journal its success.
+    power.set_full(true);
+    counter.release("s10");
+    let out = finish(child);
+    out.expect_code(3);
+    let db = env.db().display().to_string();
+    assert_eq!(
+        crate::support::normalize(&out.stderr, &run)
+            .lines()
+            .last()
+            .unwrap(),
+        format!("error: run RUN paused: its journal cannot be written: the disk is full (No space left on device). \
+Everything journaled before is kept, and a step that was running is reconciled when the run resumes. \
+To go on: free space on the disk that holds {db}, then `lifeboat resume RUN`")
+    );
+    // Reading the store needs a little writing too (sled's recovery): a clear error, exit 1.
+    let status = env.run(&["status", &run]);
+    status.expect_code(1);
+    assert_eq!(
+        status.stderr,
+        format!("error: the journal store {db} cannot be written: the disk is full (No space left on device). \
+Nothing recorded before is lost; free space on the disk that holds {db}, then try again\n")
+    );
+    // Space is back: the run goes on from where it stopped, s10 reconciled by its check.
+    power.set_full(false);
+    let resumed = env.run(&["resume", &run]);
+    resumed.expect_code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("  ↺ 10 finished steps answered from the journal\n")
+            && resumed
+                .stderr
+                .contains("  ✓ s10 (reconciled: already done, says its check)\n"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(resumed.stdout.trim(), "435");
+    for i in 0..30 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
 }

@@ -76,6 +76,12 @@ pub enum Error {
     Limit { location: String, message: String },
     #[error("run {id} {reason}")]
     NotResumable { id: RunId, reason: String },
+    #[error("run {run} paused: its journal cannot be written: {why}. Everything journaled before is kept, and a step that was running is reconciled when the run resumes. To go on: {fix}, then `lifeboat resume {run}`")]
+    JournalUnwritable {
+        run: RunId,
+        why: String,
+        fix: String,
+    },
     /// Internal: the run paused (approval with --no-wait, step in doubt).
     #[error("the run paused: {0:?}")]
     Paused(PauseReason),
@@ -105,7 +111,7 @@ impl Error {
         match self {
             Error::Journal(e) => e.exit_code(),
             Error::Limit { .. } => 1,
-            Error::Paused(_) | Error::InDoubt { .. } => 3,
+            Error::Paused(_) | Error::InDoubt { .. } | Error::JournalUnwritable { .. } => 3,
             _ => 2,
         }
     }
@@ -433,7 +439,16 @@ impl Engine {
             },
         );
 
-        let outcome = self.evaluate(&ctx, &runbook, &record);
+        let outcome = self.evaluate(&ctx, &runbook, &record).map_err(|e| match e {
+            Error::Journal(journal::Error::Unwritable { why, fix, .. }) => {
+                Error::JournalUnwritable {
+                    run: id.clone(),
+                    why,
+                    fix,
+                }
+            }
+            e => e,
+        });
         self.observer.progress(
             id,
             Progress::Finished {
@@ -469,8 +484,11 @@ impl Engine {
         let recorded = self.journal.append_durable(id, self.clock.now(), event);
         // Only now leave the live set: the control API then finds the final state on disk.
         lock(&self.live.runs).remove(id);
+        // A run that already stopped on an error reports that error, not a second failure to
+        // journal it (the same full disk, most often).
+        let outcome = outcome?;
         recorded?;
-        outcome
+        Ok(outcome)
     }
 
     fn evaluate(

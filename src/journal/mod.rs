@@ -51,6 +51,14 @@ pub enum Error {
     NewerSchema { dir: PathBuf, found: u32 },
     #[error("storage error in {}: {detail}", dir.display())]
     Storage { dir: PathBuf, detail: String },
+    /// The store's disk refuses writes: full, read-only, or not ours. Nothing already written
+    /// is lost; the operation can be tried again once that is fixed.
+    #[error("the journal store {} cannot be written: {why}. Nothing recorded before is lost; {fix}, then try again", dir.display())]
+    Unwritable {
+        dir: PathBuf,
+        why: String,
+        fix: String,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -67,6 +75,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O failure of the store's disk, as [`Error::Unwritable`] when the disk refuses
+    /// writes (full, read-only, permissions), else as `other`.
+    pub(crate) fn from_io(
+        dir: &std::path::Path,
+        io: std::io::Error,
+        other: impl FnOnce(std::io::Error) -> Error,
+    ) -> Error {
+        use std::io::ErrorKind;
+        let d = dir.display();
+        let (why, fix) = match (io.kind(), io.raw_os_error()) {
+            (ErrorKind::StorageFull, _) | (_, Some(28)) => (
+                "the disk is full (No space left on device)".to_string(),
+                format!("free space on the disk that holds {d}"),
+            ),
+            (_, Some(122)) => (
+                "the disk quota is exceeded".to_string(),
+                format!("free space or raise the quota of the disk that holds {d}"),
+            ),
+            (ErrorKind::ReadOnlyFilesystem, _) | (_, Some(30)) => (
+                "its filesystem is read-only".to_string(),
+                format!("remount the filesystem that holds {d} read-write"),
+            ),
+            (ErrorKind::PermissionDenied, _) => (
+                format!("lifeboat may not write there ({io})"),
+                format!("give this user write access to {d}"),
+            ),
+            _ => return other(io),
+        };
+        Error::Unwritable {
+            dir: dir.to_path_buf(),
+            why,
+            fix,
+        }
+    }
+
     /// 2 when the store or the run asked for is the problem (bad input), 1 for I/O trouble.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -78,6 +121,7 @@ impl Error {
             | Error::UnknownRun { .. }
             | Error::RunExists { .. } => 2,
             Error::Storage { .. }
+            | Error::Unwritable { .. }
             | Error::Io { .. }
             | Error::Decode(_)
             | Error::IllegalTransition { .. } => 1,

@@ -84,10 +84,7 @@ impl SledStore {
                 path: dir.to_path_buf(),
             });
         }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
+        let io = |path: &Path| io_error(dir, path);
         let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         if created {
@@ -183,10 +180,7 @@ impl SledStore {
         let path = self.dir.join(MANIFEST_NAME);
         let tmp = self.dir.join(format!("{MANIFEST_NAME}.tmp"));
         let bytes = serde_json::to_vec(&mark).map_err(|e| Error::Decode(e.to_string()))?;
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
+        let io = |path: &Path| io_error(&self.dir, path);
         {
             use std::io::Write;
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
@@ -206,10 +200,25 @@ impl SledStore {
     }
 
     fn storage_error(&self, e: sled::Error) -> Error {
-        Error::Storage {
-            dir: self.dir.clone(),
-            detail: e.to_string(),
-        }
+        sled_error(&self.dir, e)
+    }
+}
+
+/// An I/O failure on `path`, a file of the store `dir` (or `dir` itself).
+fn io_error(dir: &Path, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let (dir, path) = (dir.to_path_buf(), path.to_path_buf());
+    move |source| Error::from_io(&dir, source, |source| Error::Io { path, source })
+}
+
+/// A sled failure after the store opened: a disk that refuses writes, or a storage error.
+fn sled_error(dir: &Path, e: sled::Error) -> Error {
+    let other = Error::Storage {
+        dir: dir.to_path_buf(),
+        detail: e.to_string(),
+    };
+    match e {
+        sled::Error::Io(io) => Error::from_io(dir, io, |_| other),
+        _ => other,
     }
 }
 
@@ -219,6 +228,8 @@ fn classify_open_error(dir: &Path, e: sled::Error, recorded: &Manifest) -> Error
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => Error::Locked {
             dir: dir.to_path_buf(),
         },
+        // A disk that refuses writes is no damage: say what it is.
+        sled::Error::Io(io) => Error::from_io(dir, io, |io| corrupt(dir, io.to_string(), recorded)),
         other => corrupt(dir, other.to_string(), recorded),
     }
 }
@@ -285,10 +296,7 @@ impl Store for SledStore {
         };
         // One flush covers every tree: they share sled's single log.
         self.db.flush().map_err(|e| self.storage_error(e))?;
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
+        let io = |path: &Path| io_error(&self.dir, path);
         self.log_file
             .sync_data()
             .map_err(io(&self.dir.join("db")))?;

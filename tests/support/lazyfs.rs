@@ -59,6 +59,8 @@ struct Model {
     next_ino: u64,
     /// How many syncs reached the filesystem: the test checks that some did.
     syncs: u64,
+    /// The disk is full: writes and new files fail with ENOSPC.
+    full: bool,
 }
 
 impl Model {
@@ -92,6 +94,9 @@ impl Model {
     }
 
     fn add(&mut self, parent: u64, name: &OsStr, node: Node) -> Result<u64, Errno> {
+        if self.full {
+            return Err(Errno::ENOSPC);
+        }
         match self.nodes.get(&parent) {
             Some(p) if p.kind == FileType::Directory => {}
             Some(_) => return Err(Errno::ENOTDIR),
@@ -344,10 +349,16 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let mut m = self.lock();
+        let full = m.full;
         let Some(n) = m.nodes.get_mut(&ino.0) else {
             return reply.error(Errno::ENOENT);
         };
         let end = offset as usize + data.len();
+        // Full: no free block for any write (a log-structured store like sled writes into
+        // fresh space; a sparse region it set aside is no free block either).
+        if full {
+            return reply.error(Errno::ENOSPC);
+        }
         if n.data.len() < end {
             n.data.resize(end, 0);
         }
@@ -496,8 +507,7 @@ impl PowerFs {
             next_ino: 2,
             ..Model::default()
         };
-        let mut root = Node::new(FileType::Directory, 0o755, meta.uid(), meta.gid());
-        root.durable_entries = BTreeMap::new();
+        let root = Node::new(FileType::Directory, 0o755, meta.uid(), meta.gid());
         model.nodes.insert(1, root);
         let mut power = PowerFs {
             mountpoint: mountpoint.to_path_buf(),
@@ -536,6 +546,11 @@ impl PowerFs {
         self.start();
     }
 
+    /// Fills the disk (`true`: every write and every new file fail with ENOSPC), or frees it.
+    pub fn set_full(&self, full: bool) {
+        self.fs.lock().full = full;
+    }
+
     /// How many `fsync`/`fdatasync` calls reached the filesystem so far.
     pub fn syncs(&self) -> u64 {
         self.fs.lock().syncs
@@ -545,7 +560,14 @@ impl PowerFs {
 impl Drop for PowerFs {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            let _ = s.umount_and_join();
+            if s.umount_and_join().is_err() {
+                // Still in use (a test failed with a process on it): detach it lazily rather
+                // than leave a dead mount behind.
+                let _ = std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&self.mountpoint)
+                    .status();
+            }
         }
     }
 }

@@ -152,6 +152,8 @@ pub fn normalize(text: &str, run: &str) -> String {
 pub struct Counter {
     pub addr: String,
     counts: Arc<Mutex<HashMap<String, i64>>>,
+    /// Effects whose answer is held back (the step body waits) until released.
+    held: Arc<(Mutex<std::collections::HashSet<String>>, std::sync::Condvar)>,
 }
 
 impl Counter {
@@ -159,10 +161,14 @@ impl Counter {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let counts: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        let held: Arc<(Mutex<std::collections::HashSet<String>>, std::sync::Condvar)> =
+            Arc::default();
         let shared = counts.clone();
+        let shared_held = held.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let counts = shared.clone();
+                let held = shared_held.clone();
                 std::thread::spawn(move || {
                     let mut line = String::new();
                     let mut writer = stream.try_clone().unwrap();
@@ -180,11 +186,28 @@ impl Counter {
                         _ => -1,
                     };
                     drop(counts);
+                    if let Some(("hit", name)) = line.trim().split_once(' ') {
+                        let (set, cv) = &*held;
+                        let mut set = set.lock().unwrap();
+                        while set.contains(name) {
+                            set = cv.wait(set).unwrap();
+                        }
+                    }
                     let _ = writer.write_all(format!("{reply}\n").as_bytes());
                 });
             }
         });
-        Counter { addr, counts }
+        Counter { addr, counts, held }
+    }
+
+    /// From now on, the effect `name` happens but its step body waits until [`Counter::release`].
+    pub fn hold(&self, name: &str) {
+        self.held.0.lock().unwrap().insert(name.to_string());
+    }
+
+    pub fn release(&self, name: &str) {
+        self.held.0.lock().unwrap().remove(name);
+        self.held.1.notify_all();
     }
 
     pub fn count(&self, name: &str) -> i64 {
