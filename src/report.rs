@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::clock::{format_duration, format_time};
 use crate::engine::summarize;
 use crate::journal::{
-    DecisionRecord, Error, Event, EventRecord, Mode, RunRecord, RunState, RunView,
+    AttemptRecord, DecisionRecord, Error, Event, EventRecord, Mode, RunRecord, RunState, RunView,
 };
 
 #[derive(Debug, Serialize)]
@@ -34,6 +34,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// What people decided about steps the engine could not decide (who, what, why).
     pub decisions: Vec<DecisionRecord>,
+    /// Every failed attempt: what OVH answered (with its query id) and when the next try was.
+    pub failed_attempts: Vec<AttemptRecord>,
     /// What the runbook returned, if it succeeded.
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -164,6 +166,7 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         steps,
         changes,
         decisions: view.decisions.clone(),
+        failed_attempts: view.failed_attempts.clone(),
         result: match &run.state {
             RunState::Succeeded { result } => Some(result.clone()),
             _ => None,
@@ -240,6 +243,23 @@ pub fn markdown(r: &Report) -> String {
             s.state,
             s.attempts
         );
+    }
+    if !r.failed_attempts.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Failed attempts\n\n| when | step | attempt | what happened | next try |\n|---|---|---|---|---|"
+        );
+        for a in &r.failed_attempts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                format_time(a.at),
+                a.step.replace('|', "\\|"),
+                a.attempt,
+                a.error.replace('|', "\\|"),
+                a.retry_at.map(format_time).unwrap_or_else(|| "-".into())
+            );
+        }
     }
     if !r.decisions.is_empty() {
         let _ = writeln!(
@@ -350,6 +370,25 @@ pub fn html(r: &Report) -> String {
             )
         })
         .collect();
+    let attempts: String = if r.failed_attempts.is_empty() {
+        String::new()
+    } else {
+        let rows: String = r
+            .failed_attempts
+            .iter()
+            .map(|a| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    format_time(a.at),
+                    escape_html(&a.step),
+                    a.attempt,
+                    escape_html(&a.error),
+                    a.retry_at.map(format_time).unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
+        format!("<h2>Failed attempts</h2>\n<table class=\"steps\"><tr><th>when</th><th>step</th><th>attempt</th><th>what happened</th><th>next try</th></tr>{rows}</table>\n")
+    };
     let decisions: String = if r.decisions.is_empty() {
         String::new()
     } else {
@@ -392,7 +431,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: l
 <h2>Timeline</h2>
 <table class="steps"><tr><th>step</th><th>state</th><th>timeline</th><th>duration</th></tr>
 {rows}</table>
-{decisions}<h2>Changes</h2>
+{attempts}{decisions}<h2>Changes</h2>
 <ul>{changes}</ul>
 </body></html>
 "#,

@@ -220,6 +220,47 @@ fn bursts_of_503_on_changes_are_retried_after_the_check_and_everything_is_recove
             && retry.contains("; retrying in "),
         "{retry}"
     );
+    // `status` and the reports list each failed attempt the same way, with the next try.
+    let run = out.stdout.lines().next().unwrap();
+    let status = r.env.run(&["status", run]);
+    let listed = status
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.contains(" attempt ") && l.contains(": 503: The API is overloaded (OVH query id ")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 8, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("\nfailed attempts:\n"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        listed.iter().all(|l| l.contains("; next try ")),
+        "{listed:?}"
+    );
+    let json = r.env.status(run);
+    assert_eq!(json["failed_attempts"].as_array().unwrap().len(), 8);
+    assert!(json["failed_attempts"][0]["retry_at"].is_u64());
+    let md = r.env.run(&["report", run, "--format", "md"]);
+    md.expect_code(0);
+    assert!(
+        md.stdout.contains("\n## Failed attempts\n"),
+        "{}",
+        md.stdout
+    );
+    assert_eq!(
+        md.stdout
+            .lines()
+            .filter(
+                |l| l.starts_with("| ") && l.contains("503: The API is overloaded (OVH query id ")
+            )
+            .count(),
+        8,
+        "{}",
+        md.stdout
+    );
 }
 
 #[test]

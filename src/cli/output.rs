@@ -263,6 +263,7 @@ pub fn run_status(
             "updated_at": run.updated_at,
             "steps": steps,
             "decisions": view.decisions,
+            "failed_attempts": view.failed_attempts,
             "pace": view.pace.as_ref().map(|(rate, concurrency, why)| json!({ "rate": rate, "concurrency": concurrency, "why": why })),
         });
         return Ok(format!("{value:#}\n"));
@@ -334,6 +335,24 @@ pub fn run_status(
         &["POS", "STEP", "STATE", "ATTEMPTS", "DURATION"],
         &rows,
     ));
+    if !view.failed_attempts.is_empty() {
+        out.push_str("\nfailed attempts:\n");
+        for a in &view.failed_attempts {
+            let next = match a.retry_at {
+                Some(at) => format!("; next try {}", format_time(at)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {}  step {} {:?} attempt {}: {}{next}",
+                format_time(a.at),
+                a.key,
+                a.step,
+                a.attempt,
+                a.error
+            );
+        }
+    }
     if !view.decisions.is_empty() {
         out.push_str("\ndecisions:\n");
         for d in &view.decisions {

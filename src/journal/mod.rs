@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use event::{Decision, Event, EventRecord, PauseReason};
 pub use run::{Mode, RunId, RunRecord, RunState, RunbookInfo};
-pub use step_state::{DecisionRecord, Entry, RunView, StepState};
+pub use step_state::{AttemptRecord, DecisionRecord, Entry, RunView, StepState};
 pub use store::{Keyspace, SledStore, Store, MANIFEST_NAME};
 pub use verify::RunCheck;
 

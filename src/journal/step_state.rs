@@ -250,6 +250,21 @@ pub struct RunView {
     pub decisions: Vec<DecisionRecord>,
     /// The last pace lifeboat set for its OVH calls, and why (absent: never changed).
     pub pace: Option<(Option<f64>, usize, String)>,
+    /// Every failed attempt of every step, in order: what it met (OVH's answer and query id)
+    /// and when the next try was due.
+    pub failed_attempts: Vec<AttemptRecord>,
+}
+
+/// One failed attempt of a step, as `status` and reports list them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    pub key: String,
+    pub step: String,
+    pub attempt: u32,
+    pub error: String,
+    pub at: u64,
+    /// When the next attempt was due; absent: the step gave up (or paused).
+    pub retry_at: Option<u64>,
 }
 
 /// A person's decision about a step, as `log`, `status` and reports show it.
@@ -311,6 +326,22 @@ impl RunView {
             | Event::StepDecided { key, .. } => match self.entries.get_mut(key) {
                 Some(Entry::Step { state, name, .. }) => {
                     *state = StepState::apply(Some(state), &record.event, at)?;
+                    if let Event::StepFailed {
+                        attempt,
+                        error,
+                        retry_at,
+                        ..
+                    } = &record.event
+                    {
+                        self.failed_attempts.push(AttemptRecord {
+                            key: key.clone(),
+                            step: name.clone(),
+                            attempt: *attempt,
+                            error: error.clone(),
+                            at,
+                            retry_at: *retry_at,
+                        });
+                    }
                     if let Event::StepDecided {
                         decision,
                         by,
