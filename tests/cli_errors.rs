@@ -304,3 +304,33 @@ fn a_typo_is_found_before_the_run_not_after_the_wait() {
     env.run(&["run", &rb]).expect_code(2);
     assert_eq!(env.run(&["status"]).stdout, "no runs\n");
 }
+
+/// On a terminal a run ends with its readable lines only; the raw JSON result comes with
+/// `--json`, and always when stdout is a pipe (scripts). `script` gives the run a terminal.
+#[test]
+fn the_raw_result_is_printed_on_a_terminal_only_when_asked() {
+    let env = crate::support::Env::new();
+    let rb = env.runbook("answer.rhai", "step(\"a\", || 41 + 1)\n");
+    let on_terminal = |extra: &str| {
+        let command = format!(
+            "{} --db {} run {rb}{extra}",
+            crate::support::BIN,
+            env.db().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .output()
+            .unwrap_or_else(|_| panic!("{}", crate::support::missing("script")));
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+    };
+    let plain = on_terminal("");
+    assert!(plain.ends_with(" succeeded\n"), "{plain}");
+    assert!(!plain.lines().any(|l| l == "42"), "{plain}");
+    let json = on_terminal(" --json");
+    assert!(json.ends_with(" succeeded\n42\n"), "{json}");
+    // Piped: the id first, the result last, as scripts read them.
+    let out = env.run(&["run", &rb]);
+    out.expect_code(0);
+    assert_eq!(out.stdout.lines().last(), Some("42"));
+}

@@ -39,6 +39,15 @@ except ovh.exceptions.APIError as e:
     print("wrong secret", type(e).__name__, str(e).splitlines()[0].strip(), "query id" if e.query_id else "no query id")
 "#;
 
+/// The base URL in the simulator's first line: "# lifeboat sim: the OVH API at URL (...".
+pub fn sim_url(first_line: &str) -> String {
+    first_line
+        .strip_prefix("# lifeboat sim: the OVH API at ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first_line}"))
+        .to_string()
+}
+
 #[test]
 fn official_python_client_works_against_the_simulator() {
     let mut sim = Command::new(BIN)
@@ -48,18 +57,18 @@ fn official_python_client_works_against_the_simulator() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap();
+    let url = sim_url(&lines.next().unwrap().unwrap());
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with("/1.0"),
         "{url}"
     );
     assert_eq!(
         lines.next().unwrap().unwrap(),
-        format!("OVH_ENDPOINT={url}")
+        format!("export OVH_ENDPOINT={url}")
     );
     assert_eq!(
         lines.next().unwrap().unwrap(),
-        "OVH_APPLICATION_KEY=demo-application-key"
+        "export OVH_APPLICATION_KEY=demo-application-key"
     );
 
     let out = crate::support::python()
@@ -103,11 +112,13 @@ fn the_simulator_saves_its_state_on_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = BufReader::new(sim.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let url = sim_url(
+        &BufReader::new(sim.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap(),
+    );
     let state = |sim_url: &str| -> serde_json::Value {
         let admin = sim_url.replace("/1.0", "/_sim/state");
         let out = crate::support::python()
@@ -141,7 +152,69 @@ fn the_simulator_saves_its_state_on_ctrl_c() {
         .next()
         .unwrap()
         .unwrap();
-    assert!(line.ends_with("/1.0"), "{line}");
+    assert!(sim_url(&line).ends_with("/1.0"), "{line}");
     let _ = again.kill();
     let _ = again.wait();
+}
+
+/// A newcomer's first contact: the lines `lifeboat sim` prints, pasted into bash as they are,
+/// let a plan run in that shell; `--env-file` writes the same lines for `source`.
+#[test]
+fn the_lines_the_simulator_prints_work_when_pasted_into_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("sim.env");
+    let mut sim = Command::new(BIN)
+        .args(["sim", "--env-file", env_file.to_str().unwrap()])
+        .env_remove("LIFEBOAT_SIM_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let last = line.starts_with("# (also in ");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let pasted = printed.join("\n");
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        printed[1..printed.len() - 1].join("\n") + "\n",
+        "the env file holds the export lines"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let runbook = format!(
+        "{}/runbooks/failover-ip-move.rhai",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for setup in [pasted, format!("source {}", env_file.display())] {
+        let script = format!(
+            "{setup}\nexec {BIN} --db {} run {runbook} --plan -p ips=178.32.10.1/32 -p destination=ns5007001.ip-137-74-1.eu",
+            dir.path().join("db").display()
+        );
+        let mut bash = Command::new("bash");
+        bash.arg("-c").arg(&script).env("HOME", dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OVH_") || k.starts_with("LIFEBOAT_") {
+                bash.env_remove(k);
+            }
+        }
+        let out = bash.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{script}\n{stderr}");
+        assert!(
+            stderr.contains("would move    178.32.10.1/32 -> ns5007001.ip-137-74-1.eu"),
+            "{stderr}"
+        );
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
 }

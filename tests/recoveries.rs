@@ -708,3 +708,41 @@ fn the_html_report_renders_a_timeline_in_a_browser() {
     assert!(working > 20, "working bars drawn: {working} pixels");
     assert!(waiting > 200, "waiting bars drawn: {waiting} pixels");
 }
+
+#[test]
+fn a_plan_that_fails_never_reads_as_nothing_to_change() {
+    let r = Recovery::start(None, 36_000.0);
+    // OVH refuses the IP checks outright (not a refusal of the move: an access problem).
+    r.t.sim.add_fault(lifeboat::sim::faults::Fault {
+        method: Some("GET".into()),
+        path: "/dedicated/server/*/ipCanBeMovedTo".into(),
+        kind: lifeboat::sim::faults::FaultKind::Status {
+            status: 403,
+            message: Some("This call has not been granted".into()),
+        },
+        times: None,
+    });
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = mapping(&[("178.32.10.1/32", RBX)]);
+    let mut args = vec!["run", rb.as_str(), "--plan", "-p", m.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let out = r.env.run(&args);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("plan: the plan did not finish (why follows), so the recovery may change more; the 3 changes it had found before it stopped (none was sent):\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("would change nothing"),
+        "{}",
+        out.stderr
+    );
+
+    // Failing before it found anything: it says it cannot tell.
+    let env = crate::support::Env::new();
+    let early = env.runbook("early.rhai", "step(\"read\", || fail(\"no answer\"))\n");
+    let out = env.run(&["run", &early, "--plan"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("\nplan: the plan did not finish (why follows), so it cannot tell what the recovery would change; it had found no change before it stopped\nrun "), "{}", out.stderr);
+}

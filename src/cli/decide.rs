@@ -67,5 +67,5 @@ pub(super) fn run(args: DecideArgs<'_>) -> Result<u8, Error> {
     let outcome = exec
         .engine
         .execute(&id, None, run_options(false, Vec::new()));
-    finish(&id, outcome)
+    finish(&id, outcome, false)
 }

@@ -62,6 +62,10 @@ enum Command {
         /// waits, sleeps and gates, and print the changes the recovery would make.
         #[arg(long)]
         plan: bool,
+        /// Print the run's result as JSON on stdout at the end even on a terminal (it always
+        /// is when stdout is a pipe or a file).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -79,6 +83,9 @@ enum Command {
         /// agree with every step already journaled.
         #[arg(long, value_name = "FILE")]
         runbook: Option<String>,
+        /// Print the run's result as JSON on stdout at the end even on a terminal.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -202,7 +209,8 @@ enum Command {
         #[command(subcommand)]
         command: OvhCommand,
     },
-    /// Serve the OVH API simulator; prints its base URL first, then ready-to-paste settings.
+    /// Serve the OVH API simulator; prints a comment with its base URL, then `export` lines a
+    /// shell can paste or `eval`.
     Sim {
         /// The account to simulate (JSON, see docs/simulator.md); the built-in demo account if absent.
         #[arg(long, value_name = "FILE")]
@@ -222,6 +230,9 @@ enum Command {
         /// On Ctrl-C, write the account as it then is to this fixture file.
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
+        /// Also write the `export` lines to this file (mode 600), for `source FILE`.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
 }
 
@@ -307,6 +318,37 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
     }
 }
 
+/// A value as a POSIX shell reads it back: bare when it is plain, else single-quoted.
+fn shell_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
+/// Writes a file only its owner can read (it holds credentials).
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file_error = |source| Error::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(file_error)?;
+    f.write_all(text.as_bytes()).map_err(file_error)
+}
+
 fn data_dir(db: Option<PathBuf>) -> Result<PathBuf, Error> {
     if let Some(db) = db {
         return Ok(db);
@@ -355,6 +397,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             no_wait,
             approve,
             plan,
+            json,
             limits,
         } => {
             let limits = limits.limits();
@@ -367,15 +410,23 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             println!("{id}");
             let outcome = exec.engine.execute(&id, None, run_options(no_wait, vec![]));
             if plan {
-                eprint!("{}", output::plan(&exec.engine.journal().events(&id)?));
+                let finished = matches!(
+                    outcome,
+                    Ok(Outcome::Succeeded(_) | Outcome::AlreadySucceeded(_))
+                );
+                eprint!(
+                    "{}",
+                    output::plan(&exec.engine.journal().events(&id)?, finished)
+                );
             }
-            finish(&id, outcome)
+            finish(&id, outcome, json)
         }
         Command::Resume {
             run_id,
             no_wait,
             retry_inflight,
             runbook,
+            json,
             limits,
         } => {
             let limits = limits.limits();
@@ -385,7 +436,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let outcome =
                 exec.engine
                     .execute(&id, replacement, run_options(no_wait, retry_inflight));
-            finish(&id, outcome)
+            finish(&id, outcome, json)
         }
         Command::Status { run_id, json } => {
             let access = Access::open(&db, clock()?)?;
@@ -551,7 +602,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 .create(&rb, values, vec!["all".to_string()], Mode::Normal)?;
             println!("{id}");
             let outcome = exec.engine.execute(&id, None, run_options(true, vec![]));
-            let code = finish(&id, outcome)?;
+            let code = finish(&id, outcome, false)?;
             let journal = exec.engine.journal();
             let report = crate::report::build(&journal.run(&id)?, &journal.events(&id)?)?;
             print!("{}", crate::report::markdown(&report));
@@ -591,7 +642,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             request_log,
             admin_token,
             save,
-        } => sim(fixture, &listen, speed, request_log, admin_token, save),
+            env_file,
+        } => sim(
+            fixture,
+            &listen,
+            speed,
+            request_log,
+            admin_token,
+            save,
+            env_file,
+        ),
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
                 path: file.clone(),
@@ -634,6 +694,7 @@ fn sim(
     request_log: Option<PathBuf>,
     admin_token: Option<String>,
     save: Option<PathBuf>,
+    env_file: Option<PathBuf>,
 ) -> Result<u8, Error> {
     use crate::sim::{Options, Sim};
     if !(speed > 0.0 && speed.is_finite()) {
@@ -666,16 +727,27 @@ fn sim(
             .local_addr()
             .map_err(|e| Error::Usage(e.to_string()))?;
         let base = format!("http://{addr}/1.0");
+        let mut settings = vec![("OVH_ENDPOINT", base.clone())];
+        if demo {
+            settings.push(("OVH_APPLICATION_KEY", account.application_key.clone()));
+            settings.push(("OVH_APPLICATION_SECRET", account.application_secret.clone()));
+            settings.push(("OVH_CONSUMER_KEY", account.consumer_key.clone()));
+        }
+        settings.push(("LIFEBOAT_SIM_ADMIN_TOKEN", sim.admin_token().to_string()));
+        let exports: String = settings
+            .iter()
+            .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+            .collect();
+        if let Some(path) = &env_file {
+            write_private(path, &exports)?;
+        }
         let mut out = std::io::stdout().lock();
         use std::io::Write as _;
-        let _ = writeln!(out, "{base}");
-        if demo {
-            let _ = writeln!(out, "OVH_ENDPOINT={base}");
-            let _ = writeln!(out, "OVH_APPLICATION_KEY={}", account.application_key);
-            let _ = writeln!(out, "OVH_APPLICATION_SECRET={}", account.application_secret);
-            let _ = writeln!(out, "OVH_CONSUMER_KEY={}", account.consumer_key);
+        let _ = writeln!(out, "# lifeboat sim: the OVH API at {base} (Ctrl-C stops it); paste these lines into your shell:");
+        let _ = write!(out, "{exports}");
+        if let Some(path) = &env_file {
+            let _ = writeln!(out, "# (also in {}: source it)", path.display());
         }
-        let _ = writeln!(out, "LIFEBOAT_SIM_ADMIN_TOKEN={}", sim.admin_token());
         let _ = out.flush();
         drop(out);
         let shutdown = async {
@@ -879,12 +951,22 @@ fn run_options(no_wait: bool, retry_inflight: Vec<String>) -> RunOptions {
     }
 }
 
-fn finish(id: &RunId, outcome: Result<Outcome, crate::engine::Error>) -> Result<u8, Error> {
+/// Ends a run's command: the readable outcome on stderr; the result as JSON on stdout when
+/// stdout is not a terminal (scripts, pipes) or `json` asks for it.
+fn finish(
+    id: &RunId,
+    outcome: Result<Outcome, crate::engine::Error>,
+    json: bool,
+) -> Result<u8, Error> {
+    use std::io::IsTerminal as _;
     control::drain(std::time::Duration::from_secs(2));
     let outcome = outcome?;
     eprint!("{}", output::outcome(id, &outcome));
+    let print_json = json || !std::io::stdout().is_terminal();
     match &outcome {
-        Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) if !v.is_null() => println!("{v}"),
+        Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) if print_json && !v.is_null() => {
+            println!("{v}")
+        }
         _ => {}
     }
     Ok(outcome.exit_code())

@@ -379,7 +379,9 @@ pub fn run_status(
 }
 
 /// The closing list of a plan: every change the recovery would make, in order, by step.
-pub fn plan(events: &[EventRecord]) -> String {
+/// `finished`: the plan ran to its end; a plan that failed or stopped never reads as "nothing
+/// to change", only as what it had found before it stopped.
+pub fn plan(events: &[EventRecord], finished: bool) -> String {
     let planned: Vec<(&Option<String>, &str, &Value)> = events
         .iter()
         .filter_map(|r| match &r.event {
@@ -387,14 +389,18 @@ pub fn plan(events: &[EventRecord]) -> String {
             _ => None,
         })
         .collect();
-    if planned.is_empty() {
-        return "plan: this recovery would change nothing\n".to_string();
-    }
-    let mut out = format!(
-        "plan: {} change{} this recovery would make (none was sent):\n",
-        planned.len(),
-        if planned.len() == 1 { "" } else { "s" }
-    );
+    let n = planned.len();
+    let s = if n == 1 { "" } else { "s" };
+    let mut out = match (finished, n) {
+        (true, 0) => return "plan: this recovery would change nothing\n".to_string(),
+        (true, _) => format!("plan: {n} change{s} this recovery would make (none was sent):\n"),
+        (false, 0) => {
+            return "plan: the plan did not finish (why follows), so it cannot tell what the recovery would change; it had found no change before it stopped\n".to_string()
+        }
+        (false, _) => format!(
+            "plan: the plan did not finish (why follows), so the recovery may change more; the {n} change{s} it had found before it stopped (none was sent):\n"
+        ),
+    };
     for (i, (step, call, body)) in planned.iter().enumerate() {
         let body = if body.is_null() {
             String::new()
