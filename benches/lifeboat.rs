@@ -392,7 +392,16 @@ for ip in sys.argv[1:]:
         time.sleep(0.1)
 print(time.time() - t0)
 "#;
-    let out = Command::new("python3")
+    // The Python with OVH's client: the one ./test installs, else the system's.
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    let python = std::env::var("LIFEBOAT_TEST_PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.to_string_lossy().into_owned()
+        } else {
+            "python3".to_string()
+        }
+    });
+    let out = Command::new(python)
         .arg("-c")
         .arg(script)
         .args(&ips[..sample])
@@ -426,7 +435,7 @@ print(time.time() - t0)
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
-                .unwrap_or("python3 -m pip install ovh")
+                .unwrap_or("python3 -m pip install ovh, or run ./test once")
         );
     }
 

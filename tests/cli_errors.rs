@@ -69,7 +69,7 @@ fn check_prints_the_declaration_without_running_anything() {
     assert_eq!(
         out.stdout,
         format!(
-            "{rb}: ok\nname: relink\ndescription: Relink the datastores\nrto: 4h\nparameters:\n  filers  list      default []        filer ids\n  pcc     string    required          source PCC\n  wait    duration  default \"6h\"      how long to wait\n"
+            "{rb}: ok\nname: relink\ndescription: Relink the datastores\nrto: 4h\nparameters:\n  filers  list      default []        filer ids\n  pcc     string    required          source PCC\n  wait    duration  default \"6h\"      how long to wait\nuses: nothing outside lifeboat\n"
         )
     );
     assert!(!env.db().exists(), "check opens no store");
@@ -333,4 +333,45 @@ fn the_raw_result_is_printed_on_a_terminal_only_when_asked() {
     let out = env.run(&["run", &rb]);
     out.expect_code(0);
     assert_eq!(out.stdout.lines().last(), Some("42"));
+}
+
+/// A runbook that uses the OVH API is refused before any run exists when no endpoint is
+/// configured; `check` reports the same without failing the runbook itself.
+#[test]
+fn a_missing_ovh_endpoint_is_refused_before_a_run_exists() {
+    let env = Env::new().var("HOME", env_home());
+    let rb = env.runbook("ovh.rhai", "step(\"read\", || ovh.get([\"me\"]))\n");
+    let without_ovh = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OVH_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(env.dir.path()).output().unwrap()
+    };
+    let expected = format!("{rb} uses the OVH API, and no OVH endpoint configured: set OVH_ENDPOINT (ovh-eu, ovh-ca, ovh-us, kimsufi-eu, kimsufi-ca, soyoustart-eu, soyoustart-ca, or a base URL such as the simulator's) or `endpoint=` in the [default] section of ovh.conf (read from the OVH_* environment variables, then ./ovh.conf, ~/.ovh.conf, /etc/ovh.conf); nothing was started");
+    let out = without_ovh(&["run", &rb]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("error: {expected}\n")
+    );
+    assert!(out.stdout.is_empty(), "no run id: no run");
+    assert!(!env.db().exists(), "the store was not even opened");
+    let out = without_ovh(&["check", &rb]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.ends_with(&format!(
+            "uses: the OVH API (ovh)\nconfiguration: `lifeboat run` would refuse it here: {expected}\n"
+        )),
+        "{stdout}"
+    );
+}
+
+fn env_home() -> String {
+    let home = std::env::temp_dir().join("lifeboat-test-empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    home.display().to_string()
 }

@@ -167,8 +167,8 @@ fn power_cuts_lose_no_finished_step_and_repeat_no_effect() {
     assert!(cuts >= 50, "only {cuts} cuts landed");
 }
 
-/// Every barrier of a run is a real `fdatasync` of sled's log, followed by an `fsync` of the
-/// store's directory: seen from outside the process, with strace.
+/// Every barrier of a run is a real `fdatasync` of sled's log (and an `fsync` of the store's
+/// directory when its entries changed): seen from outside the process, with strace.
 #[test]
 fn every_barrier_is_a_real_sync_seen_by_strace() {
     let env = Env::new();
@@ -210,14 +210,16 @@ fn every_barrier_is_a_real_sync_seen_by_strace() {
             })
             .count()
     };
-    // The barriers: the run's start, each of the 20 steps' success, the run's end.
+    // The barriers: the run's start, each of the 20 steps' success, the run's end. The
+    // directory is synced when its entries changed (sled's files, the manifest), not at every
+    // barrier.
     assert!(
         count("fdatasync") >= 22,
         "{} fdatasync calls:\n{trace}",
         count("fdatasync")
     );
     assert!(
-        count("fsync") >= 22,
+        count("fsync") >= 1,
         "{} fsync calls:\n{trace}",
         count("fsync")
     );

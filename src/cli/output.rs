@@ -378,6 +378,25 @@ pub fn run_status(
     Ok(out)
 }
 
+/// `lifeboat check`: what a runbook reaches outside lifeboat.
+pub fn needs(needs: &crate::engine::runbook::Needs) -> String {
+    let mut uses = Vec::new();
+    if needs.ovh {
+        uses.push("the OVH API (ovh)");
+    }
+    if needs.smtp {
+        uses.push("SMTP (notify)");
+    }
+    if needs.imap {
+        uses.push("IMAP (wait_email)");
+    }
+    if uses.is_empty() {
+        "uses: nothing outside lifeboat\n".to_string()
+    } else {
+        format!("uses: {}\n", uses.join(", "))
+    }
+}
+
 /// The closing list of a plan: every change the recovery would make, in order, by step.
 /// `finished`: the plan ran to its end; a plan that failed or stopped never reads as "nothing
 /// to change", only as what it had found before it stopped.

@@ -34,6 +34,45 @@ pub struct Runbook {
     pub source: String,
     pub ast: Arc<AST>,
     pub declaration: Declaration,
+    /// What the runbook will reach outside lifeboat, read from its code before it runs.
+    pub needs: Needs,
+}
+
+/// The services a runbook's code uses, so that their configuration is checked before a run
+/// is created (a missing endpoint is known before anything starts, not six hours in).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Needs {
+    /// It uses the `ovh` object.
+    pub ovh: bool,
+    /// It calls `notify` (SMTP).
+    pub smtp: bool,
+    /// It calls `wait_email` (IMAP).
+    pub imap: bool,
+}
+
+impl Needs {
+    fn of(ast: &AST) -> Needs {
+        let mut needs = Needs::default();
+        ast.walk(&mut |nodes| {
+            match nodes.last() {
+                Some(ASTNode::Expr(Expr::Variable(v, ..))) => {
+                    // (index, name, namespace, hash): an unqualified `ovh`.
+                    if v.1 == "ovh" && v.2.is_empty() {
+                        needs.ovh = true;
+                    }
+                }
+                Some(ASTNode::Expr(Expr::FnCall(call, _)))
+                | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => match call.name.as_str() {
+                    "notify" => needs.smtp = true,
+                    "wait_email" => needs.imap = true,
+                    _ => {}
+                },
+                _ => {}
+            }
+            true
+        });
+        needs
+    }
 }
 
 impl Runbook {
@@ -60,7 +99,9 @@ impl Runbook {
         ast.set_source(path);
         check_calls(&ast, path, &known_functions(&engine, &ast))?;
         let declaration = read_declaration(&ast, path, limits)?;
+        let needs = Needs::of(&ast);
         Ok(Runbook {
+            needs,
             path: path.to_string(),
             source,
             ast: Arc::new(ast),

@@ -56,16 +56,17 @@ pub trait Store: Send + Sync {
 ///
 /// sled's own flush ends in `sync_file_range` on Linux, which survives the death of the
 /// process but not a power cut: it flushes neither the device's write cache nor the file's
-/// metadata. So [`Store::flush`] follows it with `fdatasync` of sled's log file and an `fsync`
-/// of the directory (sled creates and renames snapshot files in it).
+/// metadata. So [`Store::flush`] follows it with `fdatasync` of sled's log file and, when
+/// their entries changed, an `fsync` of the store's directory and of sled's `blobs` directory
+/// (sled creates and renames snapshot and blob files in them).
 pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
     events: sled::Tree,
     dir: PathBuf,
-    /// sled's log file and the store's directory, kept open to sync them.
+    /// sled's log file, kept open to sync it; the store's directory and sled's `blobs`.
     log_file: File,
-    dir_file: File,
+    dirs: Vec<SyncedDir>,
     /// Runs stored, and the highest sequence handed out, as this process knows them.
     runs_count: AtomicU64,
     max_seq: AtomicU64,
@@ -124,9 +125,12 @@ impl SledStore {
         let events = tree("events")?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io(&log_path))?;
-        let dir_file = File::open(dir).map_err(io(dir))?;
         // sled created its files: make their names durable before anything relies on them.
-        dir_file.sync_all().map_err(io(dir))?;
+        let mut dirs = vec![SyncedDir::open(dir).map_err(io(dir))?];
+        let blobs = dir.join("blobs");
+        if blobs.is_dir() {
+            dirs.push(SyncedDir::open(&blobs).map_err(io(&blobs))?);
+        }
 
         let found = Manifest {
             runs: runs.len() as u64,
@@ -163,7 +167,7 @@ impl SledStore {
             db: db.clone(),
             dir: dir.to_path_buf(),
             log_file,
-            dir_file,
+            dirs,
             runs_count: AtomicU64::new(found.runs),
             max_seq: AtomicU64::new(found.max_seq),
             manifest: Mutex::new(recorded),
@@ -188,7 +192,15 @@ impl SledStore {
             f.sync_data().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.dir_file.sync_all().map_err(io(&self.dir))
+        self.sync_dirs()
+    }
+
+    /// Makes the directories' entries durable, syncing those whose entries changed.
+    fn sync_dirs(&self) -> Result<(), Error> {
+        for d in &self.dirs {
+            d.sync().map_err(io_error(&self.dir, &d.path))?;
+        }
+        Ok(())
     }
 
     fn tree(&self, space: Keyspace) -> &sled::Tree {
@@ -201,6 +213,51 @@ impl SledStore {
 
     fn storage_error(&self, e: sled::Error) -> Error {
         sled_error(&self.dir, e)
+    }
+}
+
+/// A directory whose entries (names and the inodes they point to) must reach stable storage.
+/// `fsync` of a directory costs as much as a data sync; most barriers create, rename or
+/// remove nothing, so its listing is compared with the one last synced (a `getdents`, no
+/// disk access) and it is synced only when something changed. A file renamed over another
+/// keeps the name but changes the inode, so it counts as a change.
+struct SyncedDir {
+    path: PathBuf,
+    file: File,
+    synced: Mutex<Vec<(std::ffi::OsString, u64)>>,
+}
+
+impl SyncedDir {
+    fn open(path: &Path) -> std::io::Result<SyncedDir> {
+        let dir = SyncedDir {
+            path: path.to_path_buf(),
+            file: File::open(path)?,
+            synced: Mutex::new(Vec::new()),
+        };
+        let now = dir.listing()?;
+        dir.file.sync_all()?;
+        *dir.synced.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        Ok(dir)
+    }
+
+    fn listing(&self) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
+        use std::os::unix::fs::DirEntryExt;
+        let mut entries = std::fs::read_dir(&self.path)?
+            .map(|e| e.map(|e| (e.file_name(), e.ino())))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        entries.sort();
+        Ok(entries)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        // Listed before the sync: whatever the listing shows, the sync covers.
+        let now = self.listing()?;
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced != now {
+            self.file.sync_all()?;
+            *synced = now;
+        }
+        Ok(())
     }
 }
 
@@ -300,7 +357,7 @@ impl Store for SledStore {
         self.log_file
             .sync_data()
             .map_err(io(&self.dir.join("db")))?;
-        self.dir_file.sync_all().map_err(io(&self.dir))?;
+        self.sync_dirs()?;
         // The mark moves when a run was added: losing a whole run is what it must catch, and
         // rewriting it at every barrier would double the cost of a step.
         let mut written = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
