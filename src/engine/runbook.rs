@@ -55,11 +55,9 @@ impl Needs {
         let mut needs = Needs::default();
         ast.walk(&mut |nodes| {
             match nodes.last() {
-                Some(ASTNode::Expr(Expr::Variable(v, ..))) => {
-                    // (index, name, namespace, hash): an unqualified `ovh`.
-                    if v.1 == "ovh" && v.2.is_empty() {
-                        needs.ovh = true;
-                    }
+                // (index, name, namespace, hash): an unqualified `ovh`.
+                Some(ASTNode::Expr(Expr::Variable(v, ..))) if v.1 == "ovh" && v.2.is_empty() => {
+                    needs.ovh = true;
                 }
                 Some(ASTNode::Expr(Expr::FnCall(call, _)))
                 | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => match call.name.as_str() {
