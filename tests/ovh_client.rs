@@ -99,6 +99,7 @@ async fn ip_move_old_api_then_task_wait() {
                 id: task.task_id,
             },
             fast_wait(),
+            &|_, _| {},
         )
         .await
         .unwrap();
@@ -143,6 +144,7 @@ async fn ip_move_new_api_and_a_refusal_with_the_query_id() {
             id: task.task_id,
         },
         fast_wait(),
+        &|_, _| {},
     )
     .await
     .unwrap();
@@ -187,6 +189,7 @@ async fn filer_copy_with_link_filer_from_sbg_and_copy_filer() {
                 id: task.task_id,
             },
             fast_wait(),
+            &|_, _| {},
         )
         .await
         .unwrap();
@@ -208,6 +211,7 @@ async fn filer_copy_with_link_filer_from_sbg_and_copy_filer() {
             id: copy.task_id,
         },
         fast_wait(),
+        &|_, _| {},
     )
     .await
     .unwrap();
@@ -236,6 +240,7 @@ async fn a_task_ending_in_ovh_error_fails_the_wait() {
                 id: task.task_id,
             },
             fast_wait(),
+            &|_, _| {},
         )
         .await
         .unwrap_err();
@@ -372,6 +377,7 @@ async fn task_polls_ride_out_404_and_500() {
                 id: task.task_id,
             },
             fast_wait(),
+            &|_, _| {},
         )
         .await
         .unwrap();
@@ -444,6 +450,7 @@ async fn an_injected_task_error_fails_the_task() {
                 id: task.task_id,
             },
             fast_wait(),
+            &|_, _| {},
         )
         .await
         .unwrap_err();
@@ -456,6 +463,7 @@ async fn an_injected_task_error_fails_the_task() {
             id: task.task_id,
         },
         fast_wait(),
+        &|_, _| {},
     )
     .await
     .unwrap();

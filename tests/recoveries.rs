@@ -381,6 +381,25 @@ fn the_demo_runs_with_nothing_configured() {
         "{}",
         out.stderr
     );
+    // The copy's wait shows OVH's progress as it moves: the task's state, its percentage,
+    // the time waited and what is left of the wait's budget (12h in the demo).
+    let progress: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("  … wait for the copy of filer 42: OVH says "))
+        .collect();
+    assert!(progress.len() >= 3, "{}", out.stderr);
+    let shape = regex::Regex::new(
+        r"^  … wait for the copy of filer 42: OVH says (todo|doing), \d+% \(\d+(\.\d+)?(ms|s) elapsed, 1[12]h [0-5]\dm left before its timeout\)$",
+    )
+    .unwrap();
+    for line in &progress {
+        assert!(shape.is_match(line), "{line}");
+    }
+    assert!(
+        progress.iter().any(|l| l.contains("OVH says doing, ")),
+        "{progress:?}"
+    );
     let journal = out
         .stderr
         .lines()

@@ -49,15 +49,26 @@ pub fn declaration(rb: &Runbook) -> String {
     out
 }
 
-/// Prints progress lines as a run goes. Replayed steps are counted and shown as one line.
+/// Prints progress lines as a run goes. Replayed steps are counted and shown as one line; a
+/// task wait prints a line when the task's state or progress changes, and at least every
+/// [`WAIT_LINE_EVERY`] while nothing does.
 pub struct Progress {
     replayed: Mutex<u64>,
+    /// Per waiting step: the state and progress last printed, and when.
+    waits: Mutex<std::collections::HashMap<String, LastWaitLine>>,
 }
+
+/// A task wait's last progress line: OVH's state, its percentage, when it was printed.
+type LastWaitLine = (String, Option<u64>, std::time::Instant);
+
+/// The longest silence during a task wait.
+pub const WAIT_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Progress {
     pub fn new() -> Progress {
         Progress {
             replayed: Mutex::new(0),
+            waits: Mutex::new(Default::default()),
         }
     }
 
@@ -121,6 +132,31 @@ impl engine::Observer for Progress {
                 error,
             } => eprintln!("  ✗ {name}: failed after {attempts} attempt(s): {error}"),
             P::StepInDoubt { name, why } => eprintln!("  ? {name}: in doubt: {why}"),
+            P::TaskWait {
+                name,
+                status,
+                percent,
+                elapsed_ms,
+                left_ms,
+            } => {
+                let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+                let now = std::time::Instant::now();
+                let due = match waits.get(name) {
+                    Some((s, pc, at)) => {
+                        s != status || *pc != percent || now.duration_since(*at) >= WAIT_LINE_EVERY
+                    }
+                    None => true,
+                };
+                if due {
+                    waits.insert(name.to_string(), (status.to_string(), percent, now));
+                    let percent = percent.map(|p| format!(", {p}%")).unwrap_or_default();
+                    eprintln!(
+                        "  … {name}: OVH says {status}{percent} ({} elapsed, {} left before its timeout)",
+                        format_duration(elapsed_ms),
+                        format_duration(left_ms)
+                    );
+                }
+            }
             P::Sleeping {
                 until,
                 remaining_ms,

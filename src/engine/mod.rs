@@ -138,6 +138,16 @@ pub enum Progress<'a> {
         elapsed_ms: u64,
         reconciled: bool,
     },
+    /// A step waiting for an OVH task heard how it stands.
+    TaskWait {
+        name: &'a str,
+        /// OVH's state of the task (`doing`, `todo`...), and its progress when OVH gives one.
+        status: &'a str,
+        percent: Option<u64>,
+        /// Engine-clock time since the wait began, and what is left of its timeout.
+        elapsed_ms: u64,
+        left_ms: u64,
+    },
     StepRetry {
         name: &'a str,
         attempt: u32,

@@ -126,6 +126,8 @@ impl OvhApi {
                 }
             }
         }
+        // The wait's budget as the run counts it, for progress lines.
+        let timeout_ms = wait.timeout.as_millis() as u64;
         // Poll and timeout are engine-clock durations: a compressed clock polls faster.
         wait.poll = self.ctx.clock.real_duration(wait.poll.as_millis() as u64);
         wait.timeout = self
@@ -145,7 +147,22 @@ impl OvhApi {
         let client = access.client.as_ref().map_err(|reason| {
             error_value(json!({ "message": format!("ovh wait: {reason}") }), pos)
         })?;
-        self.block_on(access, pos, client.wait_task(&task, wait))
+        let started = self.ctx.clock.now();
+        let name = super::lane::current_body()
+            .map(|b| b.name)
+            .unwrap_or_else(|| "ovh wait".to_string());
+        let ctx = self.ctx.clone();
+        let on_poll = move |status: &str, percent: Option<u64>| {
+            let elapsed_ms = ctx.clock.now().saturating_sub(started);
+            ctx.note_progress(super::Progress::TaskWait {
+                name: &name,
+                status,
+                percent,
+                elapsed_ms,
+                left_ms: timeout_ms.saturating_sub(elapsed_ms),
+            });
+        };
+        self.block_on(access, pos, client.wait_task(&task, wait, &on_poll))
     }
 }
 

@@ -195,6 +195,11 @@ impl RunContext {
         })
     }
 
+    /// Reports progress that is not journaled (a task wait's state) to the run's observer.
+    pub(crate) fn note_progress(&self, p: super::Progress<'_>) {
+        self.observer.progress(&self.id, p);
+    }
+
     /// Journals a change of the OVH client's pace (not durable: it is information, and a crash
     /// that loses it loses nothing the run depends on).
     pub(crate) fn note_pace(&self, rate: Option<f64>, concurrency: usize, why: String) {

@@ -794,7 +794,14 @@ impl Client {
 
     /// Polls a task until it succeeds, fails, or `opts.timeout` passes. 404 and 500 answers
     /// are retried for `task_poll_grace` (OVH answers those for tasks that exist).
-    pub async fn wait_task(&self, task: &TaskRef, opts: WaitOptions) -> Result<Value, Error> {
+    /// Polls `task` until it ends; `on_poll` hears each answer of a task still running (its
+    /// state and, when OVH gives one, its `progress` in percent), for progress lines.
+    pub async fn wait_task(
+        &self,
+        task: &TaskRef,
+        opts: WaitOptions,
+        on_poll: &(dyn Fn(&str, Option<u64>) + Send + Sync),
+    ) -> Result<Value, Error> {
         let started = Instant::now();
         let mut transient_since: Option<Instant> = None;
         loop {
@@ -832,7 +839,7 @@ impl Client {
                                 waited: started.elapsed(),
                             })
                         }
-                        Progress::Running => {}
+                        Progress::Running => on_poll(&status, v["progress"].as_u64()),
                     }
                 }
                 Err(e) if matches!(e.status(), Some(404 | 500)) => {
