@@ -765,3 +765,35 @@ fn a_plan_that_fails_never_reads_as_nothing_to_change() {
     out.expect_code(1);
     assert!(out.stderr.contains("\nplan: the plan did not finish (why follows), so it cannot tell what the recovery would change; it had found no change before it stopped\nrun "), "{}", out.stderr);
 }
+
+#[test]
+fn status_shows_a_running_task_wait() {
+    // At this speed the demo account's datastore copies take a few seconds.
+    let r = Recovery::start(None, 3600.0);
+    let rb = repo("runbooks/sbg-datastore-relink.rhai");
+    let mut args = vec!["run", rb.as_str()];
+    args.extend(relink_args("dest_pcc=pcc-137-74-200-1", "dest_dc=2001"));
+    let mut child = r.env.spawn(&args);
+    let run = read_run_id(&mut child);
+    let shape = regex::Regex::new(
+        r"(?m)^waiting:   wait for the copy of filer \d+: OVH says (todo|doing), \d+% \(.+ elapsed, .+ left before its timeout\)$",
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !shape.is_match(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the wait:\n{seen}"
+        );
+        seen = r.env.run(&["status", &run]).stdout;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let json = r.env.status(&run);
+    let _ = finish(child);
+    assert!(seen.contains("state:     running (pid "), "{seen}");
+    assert!(json["task_waits"].is_array(), "{json}");
+    // Once the run has ended, nothing is waiting.
+    let after = r.env.run(&["status", &run]);
+    assert!(!after.stdout.contains("waiting:"), "{}", after.stdout);
+}

@@ -149,11 +149,9 @@ impl engine::Observer for Progress {
                 };
                 if due {
                     waits.insert(name.to_string(), (status.to_string(), percent, now));
-                    let percent = percent.map(|p| format!(", {p}%")).unwrap_or_default();
                     eprintln!(
-                        "  … {name}: OVH says {status}{percent} ({} elapsed, {} left before its timeout)",
-                        format_duration(elapsed_ms),
-                        format_duration(left_ms)
+                        "  … {name}: {}",
+                        engine::task_wait_text(status, percent, elapsed_ms, left_ms)
                     );
                 }
             }
@@ -300,6 +298,7 @@ pub fn run_status(
             "steps": steps,
             "decisions": view.decisions,
             "failed_attempts": view.failed_attempts,
+            "task_waits": live.map(|l| l.task_waits.clone()).unwrap_or_default(),
             "pace": view.pace.as_ref().map(|(rate, concurrency, why)| json!({ "rate": rate, "concurrency": concurrency, "why": why })),
         });
         return Ok(format!("{value:#}\n"));
@@ -312,6 +311,9 @@ pub fn run_status(
         run.runbook.name, run.runbook.path
     );
     let _ = writeln!(out, "state:     {}", state_label(run, live));
+    for wait in live.map(|l| l.task_waits.as_slice()).unwrap_or_default() {
+        let _ = writeln!(out, "waiting:   {wait}");
+    }
     if run.mode == crate::journal::Mode::Plan {
         let _ = writeln!(out, "mode:      plan (no change was sent)");
     }

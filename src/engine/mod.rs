@@ -241,6 +241,20 @@ impl Outcome {
 pub struct LiveInfo {
     pub pid: u32,
     pub waiting_gate: Option<String>,
+    /// Steps waiting for an OVH task, with how the task last stood.
+    #[serde(default)]
+    pub task_waits: Vec<String>,
+}
+
+/// How a task wait stands, as the terminal and `status` say it: "OVH says doing, 40% (2h 10m
+/// elapsed, 9h 50m left before its timeout)".
+pub fn task_wait_text(status: &str, percent: Option<u64>, elapsed_ms: u64, left_ms: u64) -> String {
+    let percent = percent.map(|p| format!(", {p}%")).unwrap_or_default();
+    format!(
+        "OVH says {status}{percent} ({} elapsed, {} left before its timeout)",
+        crate::clock::format_duration(elapsed_ms),
+        crate::clock::format_duration(left_ms)
+    )
 }
 
 /// The runs this process is executing, reachable from the control API.
@@ -254,6 +268,7 @@ impl LiveRuns {
         lock(&self.runs).get(id).map(|ctx| LiveInfo {
             pid: std::process::id(),
             waiting_gate: ctx.waiting_gate(),
+            task_waits: ctx.task_waits(),
         })
     }
 
@@ -266,6 +281,7 @@ impl LiveRuns {
                     LiveInfo {
                         pid: std::process::id(),
                         waiting_gate: ctx.waiting_gate(),
+                        task_waits: ctx.task_waits(),
                     },
                 )
             })

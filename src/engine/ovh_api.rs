@@ -152,6 +152,7 @@ impl OvhApi {
             .map(|b| b.name)
             .unwrap_or_else(|| "ovh wait".to_string());
         let ctx = self.ctx.clone();
+        let waiting = name.clone();
         let on_poll = move |status: &str, percent: Option<u64>| {
             let elapsed_ms = ctx.clock.now().saturating_sub(started);
             ctx.note_progress(super::Progress::TaskWait {
@@ -162,7 +163,9 @@ impl OvhApi {
                 left_ms: timeout_ms.saturating_sub(elapsed_ms),
             });
         };
-        self.block_on(access, pos, client.wait_task(&task, wait, &on_poll))
+        let answer = self.block_on(access, pos, client.wait_task(&task, wait, &on_poll));
+        self.ctx.end_task_wait(&waiting);
+        answer
     }
 }
 

@@ -122,6 +122,8 @@ pub struct RunContext {
     failed_step: Option<String>,
     approvals: Mutex<HashMap<String, String>>,
     waiting_gate: Mutex<Option<String>>,
+    /// Task waits in progress: step name → how the task last stood, for `status`.
+    task_waits: Mutex<std::collections::BTreeMap<String, String>>,
     abort: Mutex<Option<String>>,
     aborting: AtomicBool,
     /// Set when a fatal error or abort means no new work should start, and work under way is
@@ -168,6 +170,7 @@ impl RunContext {
             failed_step,
             approvals: Mutex::new(approvals),
             waiting_gate: Mutex::new(None),
+            task_waits: Mutex::new(Default::default()),
             abort: Mutex::new(None),
             aborting: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -197,6 +200,19 @@ impl RunContext {
 
     /// Reports progress that is not journaled (a task wait's state) to the run's observer.
     pub(crate) fn note_progress(&self, p: super::Progress<'_>) {
+        if let super::Progress::TaskWait {
+            name,
+            status,
+            percent,
+            elapsed_ms,
+            left_ms,
+        } = &p
+        {
+            lock(&self.task_waits).insert(
+                name.to_string(),
+                super::task_wait_text(status, *percent, *elapsed_ms, *left_ms),
+            );
+        }
         self.observer.progress(&self.id, p);
     }
 
@@ -247,6 +263,19 @@ impl RunContext {
 
     pub(crate) fn waiting_gate(&self) -> Option<String> {
         lock(&self.waiting_gate).clone()
+    }
+
+    /// The task waits in progress, as `status` shows them.
+    pub(crate) fn task_waits(&self) -> Vec<String> {
+        lock(&self.task_waits)
+            .iter()
+            .map(|(name, how)| format!("{name}: {how}"))
+            .collect()
+    }
+
+    /// A task wait has ended (whichever way): `status` no longer shows it.
+    pub(crate) fn end_task_wait(&self, name: &str) {
+        lock(&self.task_waits).remove(name);
     }
 
     pub(crate) fn abort_requested(&self) -> Option<String> {
