@@ -82,6 +82,46 @@ fn is_waiting(kind: &str, name: &str) -> bool {
     kind != "step" || name.starts_with("wait for") || name.starts_with("wait ")
 }
 
+/// Wall-clock time spent waiting, and working: waiting is the time during which at least one
+/// wait (a sleep, a gate, a step waiting for OVH or an email) was under way; working is the
+/// time some other step ran while nothing waited. Parallel branches overlap, so both are
+/// unions of intervals, never sums: together they never exceed the run's duration.
+fn waiting_and_working(steps: &[ReportStep]) -> (u64, u64) {
+    let intervals = |waiting: bool| -> Vec<(u64, u64)> {
+        steps
+            .iter()
+            .filter(|s| s.waiting == waiting)
+            .filter_map(|s| Some((s.offset_ms?, s.offset_ms? + s.duration_ms?)))
+            .collect()
+    };
+    let waits = merged(intervals(true));
+    let work = merged(intervals(false));
+    let waiting: u64 = waits.iter().map(|(a, b)| b - a).sum();
+    let overlap: u64 = work
+        .iter()
+        .flat_map(|&(a, b)| {
+            waits
+                .iter()
+                .map(move |&(c, d)| d.min(b).saturating_sub(c.max(a)))
+        })
+        .sum();
+    let working = work.iter().map(|(a, b)| b - a).sum::<u64>() - overlap;
+    (waiting, working)
+}
+
+/// The union of intervals `[start, end)`, as sorted disjoint intervals.
+fn merged(mut intervals: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    intervals.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in intervals {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
     let view = RunView::from_events(events)?;
     let mut names = std::collections::HashMap::new();
@@ -117,16 +157,7 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
             error: s.error,
         })
         .collect();
-    let waiting_ms = steps
-        .iter()
-        .filter(|s| s.waiting)
-        .filter_map(|s| s.duration_ms)
-        .sum();
-    let working_ms = steps
-        .iter()
-        .filter(|s| !s.waiting)
-        .filter_map(|s| s.duration_ms)
-        .sum();
+    let (waiting_ms, working_ms) = waiting_and_working(&steps);
     let duration_ms = run.updated_at.saturating_sub(run.created_at);
     let rto = run.runbook.rto_secs.map(|secs| {
         let target_ms = secs * 1000;
@@ -444,4 +475,34 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: l
         waiting = format_duration(r.waiting_ms),
         working = format_duration(r.working_ms),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offset_ms: u64, duration_ms: u64, waiting: bool) -> ReportStep {
+        ReportStep {
+            name: String::new(),
+            offset_ms: Some(offset_ms),
+            kind: "step".into(),
+            state: "succeeded".into(),
+            attempts: 1,
+            duration_ms: Some(duration_ms),
+            waiting,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn parallel_waits_are_counted_once_and_work_during_a_wait_is_waiting() {
+        let steps = [
+            step(0, 7000, true),     // two waits in parallel branches...
+            step(1000, 8000, true),  // ...overlap: 0 to 9000
+            step(0, 500, false),     // work while a wait is under way
+            step(8000, 2000, false), // 9000 to 10000 works with nothing waiting
+        ];
+        assert_eq!(waiting_and_working(&steps), (9000, 1000));
+        assert_eq!(merged(vec![(5, 6), (0, 2), (1, 3)]), vec![(0, 3), (5, 6)]);
+    }
 }

@@ -646,3 +646,31 @@ fn a_journal_recorded_from_a_real_crash_still_resumes() {
         "now() answered from the journal, not recorded again"
     );
 }
+
+/// Parallel waits overlap: the report's waiting and working times are wall-clock time, so
+/// together they never exceed the run's duration.
+#[test]
+fn waiting_and_working_never_add_up_to_more_than_the_run() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "parallel-waits.rhai",
+        "parallel([1, 2, 3, 4], #{ limit: 4 }, |i| { sleep(\"300ms\"); step(`s${i}`, || i) })\n",
+    );
+    let out = env.run(&["run", &rb]);
+    out.expect_code(0);
+    let run = out.stdout.lines().next().unwrap();
+    let report = env.run(&["report", run, "--format", "json"]);
+    report.expect_code(0);
+    let r: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let (waiting, working, duration) = (
+        r["waiting_ms"].as_u64().unwrap(),
+        r["working_ms"].as_u64().unwrap(),
+        r["duration_ms"].as_u64().unwrap(),
+    );
+    assert!(waiting >= 250, "{r}");
+    assert!(
+        waiting < 4 * 250,
+        "four parallel sleeps are not summed: {r}"
+    );
+    assert!(waiting + working <= duration, "{r}");
+}

@@ -30,13 +30,15 @@ for i in 0..150 {
 results
 "#;
 
-/// The steps a process reported finished ("  ✓ s12 (3ms)") before it lost power.
+/// The steps a process reported finished ("  ✓ s12 (3ms)") before it lost power. Only whole
+/// lines count: a process killed while writing one leaves a piece of it.
 fn reported_done(stderr: &str) -> Vec<String> {
-    stderr
+    let whole = &stderr[..stderr.rfind('\n').map_or(0, |i| i + 1)];
+    whole
         .lines()
         .filter_map(|l| l.strip_prefix("  ✓ "))
-        .filter_map(|l| l.split(' ').next())
-        .map(str::to_string)
+        .filter(|l| l.ends_with(')'))
+        .filter_map(|l| l.split_once(" (").map(|(name, _)| name.to_string()))
         .collect()
 }
 
