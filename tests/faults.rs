@@ -617,3 +617,26 @@ fn a_store_that_lost_synced_data_is_refused_and_verify_says_so() {
         format!("error: --db {}: this is a file, not a directory; the journal store is a directory (give a new or existing directory)\n", file.display())
     );
 }
+
+/// sled 0.34 picks the highest-named `snap.*` file when it opens, including a snapshot it was
+/// still writing when its process was killed (`snap.N.generating`), and then refuses the store
+/// as corrupt. lifeboat removes such leftovers first: a kill at the wrong moment must not cost
+/// the journal.
+#[test]
+fn a_snapshot_left_half_written_by_a_kill_does_not_make_the_store_unreadable() {
+    let env = Env::new();
+    let rb = env.runbook("one.rhai", "step(\"a\", || 1)\n");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(0);
+    let run = out.stdout.lines().next().unwrap().to_string();
+    let leftover = env.db().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&leftover, b"half a snapshot, cut by SIGKILL").unwrap();
+    let status = env.run(&["status", &run]);
+    status.expect_code(0);
+    assert!(
+        status.stdout.contains("state:     succeeded"),
+        "{}",
+        status.stdout
+    );
+    assert!(!leftover.exists());
+}

@@ -107,6 +107,7 @@ impl SledStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(io(&manifest_path)(e)),
         };
+        remove_unfinished_snapshots(dir).map_err(io(dir))?;
         let db = sled::Config::new()
             .path(dir)
             // We flush explicitly at every durability point; the background flush only
@@ -214,6 +215,29 @@ impl SledStore {
     fn storage_error(&self, e: sled::Error) -> Error {
         sled_error(&self.dir, e)
     }
+}
+
+/// Removes the snapshots sled was writing when its process died (`snap.*.generating`).
+///
+/// sled 0.34 writes a snapshot to `snap.N.generating`, syncs it, then renames it `snap.N`; but
+/// when it opens, it takes the highest-named `snap.*` file, and a leftover `.generating` file
+/// (a process killed mid-write) sorts after its finished peers: sled then refuses the whole
+/// store as corrupt. Such a file is never needed (its content was never renamed into use), so
+/// it is removed before sled looks.
+fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<()> {
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(dir.join(&*name))?;
+            removed = true;
+        }
+    }
+    if removed {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A directory whose entries (names and the inodes they point to) must reach stable storage.
