@@ -209,6 +209,99 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
     })
 }
 
+/// A section of a report shown as a table (failed attempts, decisions): plain text cells,
+/// escaped by each format.
+struct Table {
+    title: &'static str,
+    columns: [&'static str; 5],
+    rows: Vec<[String; 5]>,
+}
+
+fn attempts_table(r: &Report) -> Table {
+    Table {
+        title: "Failed attempts",
+        columns: ["when", "step", "attempt", "what happened", "next try"],
+        rows: r
+            .failed_attempts
+            .iter()
+            .map(|a| {
+                [
+                    format_time(a.at),
+                    a.step.clone(),
+                    a.attempt.to_string(),
+                    a.error.clone(),
+                    a.retry_at.map(format_time).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn decisions_table(r: &Report) -> Table {
+    Table {
+        title: "Decisions",
+        columns: ["when", "step", "decision", "by", "why"],
+        rows: r
+            .decisions
+            .iter()
+            .map(|d| {
+                [
+                    format_time(d.at),
+                    d.step.clone(),
+                    d.decision.clone(),
+                    d.by.clone(),
+                    d.reason.clone(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// A table as a Markdown section; nothing when it has no rows.
+fn markdown_table(out: &mut String, table: &Table) {
+    if table.rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## {}\n\n| {} |\n|{}",
+        table.title,
+        table.columns.join(" | "),
+        "---|".repeat(table.columns.len())
+    );
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+}
+
+/// A table as an HTML section; empty when it has no rows.
+fn html_table(table: &Table) -> String {
+    if table.rows.is_empty() {
+        return String::new();
+    }
+    let head: String = table
+        .columns
+        .iter()
+        .map(|c| format!("<th>{c}</th>"))
+        .collect();
+    let rows: String = table
+        .rows
+        .iter()
+        .map(|row| {
+            let cells: String = row
+                .iter()
+                .map(|c| format!("<td>{}</td>", escape_html(c)))
+                .collect();
+            format!("<tr>{cells}</tr>")
+        })
+        .collect();
+    format!(
+        "<h2>{}</h2>\n<table class=\"steps\"><tr>{head}</tr>{rows}</table>\n",
+        table.title
+    )
+}
+
 /// The report as Markdown.
 pub fn markdown(r: &Report) -> String {
     let mut out = format!("# Run {}: {}\n\n", r.run, r.runbook);
@@ -275,39 +368,8 @@ pub fn markdown(r: &Report) -> String {
             s.attempts
         );
     }
-    if !r.failed_attempts.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n## Failed attempts\n\n| when | step | attempt | what happened | next try |\n|---|---|---|---|---|"
-        );
-        for a in &r.failed_attempts {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                format_time(a.at),
-                a.step.replace('|', "\\|"),
-                a.attempt,
-                a.error.replace('|', "\\|"),
-                a.retry_at.map(format_time).unwrap_or_else(|| "-".into())
-            );
-        }
-    }
-    if !r.decisions.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n## Decisions\n\n| when | step | decision | by | why |\n|---|---|---|---|---|"
-        );
-        for d in &r.decisions {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                format_time(d.at),
-                d.step.replace('|', "\\|"),
-                d.decision,
-                d.by.replace('|', "\\|"),
-                d.reason.replace('|', "\\|")
-            );
-        }
+    for table in [attempts_table(r), decisions_table(r)] {
+        markdown_table(&mut out, &table);
     }
     if !r.changes.is_empty() {
         let _ = writeln!(
@@ -401,44 +463,8 @@ pub fn html(r: &Report) -> String {
             )
         })
         .collect();
-    let attempts: String = if r.failed_attempts.is_empty() {
-        String::new()
-    } else {
-        let rows: String = r
-            .failed_attempts
-            .iter()
-            .map(|a| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    format_time(a.at),
-                    escape_html(&a.step),
-                    a.attempt,
-                    escape_html(&a.error),
-                    a.retry_at.map(format_time).unwrap_or_else(|| "-".into())
-                )
-            })
-            .collect();
-        format!("<h2>Failed attempts</h2>\n<table class=\"steps\"><tr><th>when</th><th>step</th><th>attempt</th><th>what happened</th><th>next try</th></tr>{rows}</table>\n")
-    };
-    let decisions: String = if r.decisions.is_empty() {
-        String::new()
-    } else {
-        let rows: String = r
-            .decisions
-            .iter()
-            .map(|d| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    format_time(d.at),
-                    escape_html(&d.step),
-                    escape_html(&d.decision),
-                    escape_html(&d.by),
-                    escape_html(&d.reason)
-                )
-            })
-            .collect();
-        format!("<h2>Decisions</h2>\n<table class=\"steps\"><tr><th>when</th><th>step</th><th>decision</th><th>by</th><th>why</th></tr>{rows}</table>\n")
-    };
+    let attempts = html_table(&attempts_table(r));
+    let decisions = html_table(&decisions_table(r));
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lifeboat run {run}</title>

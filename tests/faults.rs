@@ -3,7 +3,7 @@
 //! lost data refused rather than shown empty.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lifeboat::sim::faults::{Fault, FaultKind};
 use serde_json::Value;
@@ -11,9 +11,16 @@ use serde_json::Value;
 use crate::support::recovery::{fifty_ips, mapping, repo, Recovery, GRA, RBX};
 use crate::support::{finish, normalize, read_run_id, Counter, Env, Rng};
 
-/// Three IPs that all move, and the three SBG filers.
-fn full_recovery_args(m: &str) -> Vec<String> {
+/// The full recovery of three IPs that all move and the three SBG filers, every gate
+/// approved: the command line.
+fn full_recovery() -> Vec<String> {
+    let rb = repo("runbooks/sbg-full-recovery.rhai");
+    let m = three_moves();
     [
+        "run",
+        &rb,
+        "--approve",
+        "all",
         "-p",
         "source_pcc=pcc-51-91-100-1",
         "-p",
@@ -25,7 +32,7 @@ fn full_recovery_args(m: &str) -> Vec<String> {
         "-p",
         "poll=20ms",
         "-p",
-        m,
+        &m,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -90,9 +97,7 @@ fn lost_answers_on_every_change_are_reconciled_and_the_recovery_succeeds() {
     let r = Recovery::start(None, 72_000.0);
     // OVH applies every change, and the answer never arrives.
     r.t.sim.add_fault(fault("POST", "/", FaultKind::Drop, None));
-    let rb = repo("runbooks/sbg-full-recovery.rhai");
-    let mut args = vec!["run".to_string(), rb, "--approve".into(), "all".into()];
-    args.extend(full_recovery_args(&three_moves()));
+    let args = full_recovery();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = r.env.run(&args);
     out.expect_code(0);
@@ -125,49 +130,15 @@ fn lost_answers_on_every_change_are_reconciled_and_the_recovery_succeeds() {
 
 #[test]
 fn lost_answers_and_random_kills_still_send_each_change_once() {
-    let rb = repo("runbooks/sbg-full-recovery.rhai");
-    let mut args = vec!["run".to_string(), rb, "--approve".into(), "all".into()];
-    args.extend(full_recovery_args(&three_moves()));
+    let args = full_recovery();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut kills = 0;
     for seed in 1..=5u64 {
         let r = Recovery::start(None, 72_000.0);
         r.t.sim.add_fault(fault("POST", "/", FaultKind::Drop, None));
-        let mut rng = Rng::new(seed);
-        let mut run_id = String::new();
-        let mut kills_this_seed = 0;
-        let result = loop {
-            let mut child = if run_id.is_empty() {
-                let mut child = r.env.spawn(&args);
-                run_id = read_run_id(&mut child);
-                child
-            } else {
-                r.env.spawn(&["resume", &run_id])
-            };
-            let deadline = Instant::now()
-                + if kills_this_seed < 6 {
-                    // The whole recovery takes about 300 ms here: kill within it.
-                    Duration::from_millis(5 + rng.below(150))
-                } else {
-                    Duration::from_secs(60)
-                };
-            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let _ = child.kill();
-            let out = finish(child);
-            match out.code {
-                0 => {
-                    break serde_json::from_str::<Value>(out.stdout.lines().last().unwrap())
-                        .unwrap()
-                }
-                -1 => {
-                    kills += 1;
-                    kills_this_seed += 1;
-                }
-                code => panic!("seed {seed}: exit {code}: {}", out.stderr),
-            }
-        };
+        // The whole recovery takes about 300 ms here: kill within it, six times.
+        let (result, landed) = r.run_with_kills(&args, &mut Rng::new(seed), 6, 150);
+        kills += landed;
         every_ip_moved(&result);
         for (change, n) in &changes_sent(&r) {
             assert_eq!(*n, 1, "seed {seed}: {change} was sent {n} times");
@@ -191,9 +162,7 @@ fn bursts_of_503_on_changes_are_retried_after_the_check_and_everything_is_recove
         busy(),
         Some(3),
     ));
-    let rb = repo("runbooks/sbg-full-recovery.rhai");
-    let mut args = vec!["run".to_string(), rb, "--approve".into(), "all".into()];
-    args.extend(full_recovery_args(&three_moves()));
+    let args = full_recovery();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = r.env.run(&args);
     out.expect_code(0);

@@ -285,40 +285,8 @@ fn full_recovery_killed_at_random_moments_sends_each_change_once() {
     let mut kills = 0;
     for seed in 1..=5u64 {
         let r = Recovery::start(None, 72_000.0);
-        let mut rng = Rng::new(seed);
-        let mut run_id = String::new();
-        let mut kills_this_seed = 0;
-        let result = loop {
-            let mut child = if run_id.is_empty() {
-                let mut child = r.env.spawn(&args);
-                run_id = read_run_id(&mut child);
-                child
-            } else {
-                r.env.spawn(&["resume", &run_id])
-            };
-            let deadline = Instant::now()
-                + if kills_this_seed < 8 {
-                    Duration::from_millis(5 + rng.below(window / 2))
-                } else {
-                    Duration::from_secs(60)
-                };
-            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let _ = child.kill();
-            let out = finish(child);
-            match out.code {
-                0 => {
-                    break serde_json::from_str::<Value>(out.stdout.lines().last().unwrap())
-                        .unwrap()
-                }
-                -1 => {
-                    kills += 1;
-                    kills_this_seed += 1;
-                }
-                code => panic!("seed {seed}: exit {code}: {}", out.stderr),
-            }
-        };
+        let (result, landed) = r.run_with_kills(&args, &mut Rng::new(seed), 8, window / 2);
+        kills += landed;
         // Refusal reasons carry query ids, which differ between simulators.
         let strip = |v: &Value| {
             let mut v = v.clone();

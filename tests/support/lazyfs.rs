@@ -146,6 +146,19 @@ impl Fs {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A sync that reached the filesystem: `make_durable` on the node, counted.
+    fn sync(&self, ino: INodeNo, reply: ReplyEmpty, make_durable: impl FnOnce(&mut Node)) {
+        let mut m = self.lock();
+        m.syncs += 1;
+        match m.nodes.get_mut(&ino.0) {
+            Some(n) => {
+                make_durable(n);
+                reply.ok()
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
     fn create_node(
         &self,
         req: &Request,
@@ -386,15 +399,8 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut m = self.lock();
-        m.syncs += 1;
-        match m.nodes.get_mut(&ino.0) {
-            Some(n) => {
-                n.durable_data = n.data.clone();
-                reply.ok()
-            }
-            None => reply.error(Errno::ENOENT),
-        }
+        // fsync and fdatasync alike: the data (and size) become durable.
+        self.sync(ino, reply, |n| n.durable_data = n.data.clone());
     }
 
     fn readdir(
@@ -434,15 +440,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut m = self.lock();
-        m.syncs += 1;
-        match m.nodes.get_mut(&ino.0) {
-            Some(n) => {
-                n.durable_entries = n.entries.clone();
-                reply.ok()
-            }
-            None => reply.error(Errno::ENOENT),
-        }
+        self.sync(ino, reply, |n| n.durable_entries = n.entries.clone());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -7,7 +7,7 @@ use lifeboat::sim::world::{Fixture, IpSpec, ServerSpec};
 use lifeboat::sim::Sim;
 
 use super::sim::TestSim;
-use super::Env;
+use super::{finish, read_run_id, Env, Rng};
 
 pub const RBX: &str = "ns5007001.ip-137-74-1.eu";
 pub const GRA: &str = "ns5007002.ip-137-74-2.eu";
@@ -25,6 +25,49 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// Runs `args` (a `run` command) to its end, killing it with SIGKILL `kills` times at a
+    /// random moment within `window_ms` of each start and resuming it each time. Returns the
+    /// run's final result (the last line of stdout) and how many kills landed before a process
+    /// ended on its own.
+    pub fn run_with_kills(
+        &self,
+        args: &[&str],
+        rng: &mut Rng,
+        kills: u32,
+        window_ms: u64,
+    ) -> (Value, u32) {
+        let mut run_id = String::new();
+        let mut landed = 0;
+        loop {
+            let mut child = if run_id.is_empty() {
+                let mut child = self.env.spawn(args);
+                run_id = read_run_id(&mut child);
+                child
+            } else {
+                self.env.spawn(&["resume", &run_id])
+            };
+            let deadline = std::time::Instant::now()
+                + if landed < kills {
+                    std::time::Duration::from_millis(5 + rng.below(window_ms))
+                } else {
+                    std::time::Duration::from_secs(60)
+                };
+            while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let _ = child.kill();
+            let out = finish(child);
+            match out.code {
+                0 => {
+                    let result = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+                    return (result, landed);
+                }
+                -1 => landed += 1,
+                code => panic!("exit {code}: {}", out.stderr),
+            }
+        }
+    }
+
     pub fn start(fixture: Option<Fixture>, speed: f64) -> Recovery {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
