@@ -375,3 +375,40 @@ fn env_home() -> String {
     std::fs::create_dir_all(&home).unwrap();
     home.display().to_string()
 }
+
+/// `check` on a machine that has the OVH settings, for a runbook that may also wait for mail:
+/// what it uses, and the mail setting it lacks (a note, not a refusal: such calls depend on
+/// the run's parameters).
+#[test]
+fn check_says_what_a_runbook_uses_and_what_is_missing() {
+    let env = Env::new()
+        .var("HOME", env_home())
+        .var("XDG_CONFIG_HOME", format!("{}/.config", env_home()))
+        .var("OVH_ENDPOINT", "http://127.0.0.1:9/1.0")
+        .var("OVH_APPLICATION_KEY", "k")
+        .var("OVH_APPLICATION_SECRET", "s")
+        .var("OVH_CONSUMER_KEY", "c");
+    let ovh_only = env.runbook("ovh.rhai", "step(\"read\", || ovh.get([\"me\"]))\n");
+    let out = env.run(&["check", &ovh_only]);
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .ends_with("uses: the OVH API (ovh)\nconfiguration: what it uses is configured here\n"),
+        "{}",
+        out.stdout
+    );
+    let mail = env.runbook(
+        "mail.rhai",
+        "let mail = false;\nif mail { step(\"wait\", || wait_email(#{ subject: \"x\" })) }\nstep(\"read\", || ovh.get([\"me\"]))\n",
+    );
+    let out = env.run(&["check", &mail]);
+    out.expect_code(0);
+    let config = format!("{}/.config/lifeboat/config.toml", env_home());
+    assert!(
+        out.stdout.ends_with(&format!(
+            "uses: the OVH API (ovh), IMAP (wait_email)\nconfiguration: it may call wait_email, and IMAP is not configured here (the [imap] section of {config}, or LIFEBOAT_IMAP_HOST and the other LIFEBOAT_IMAP_* variables: docs/email.md); if it does, that step will fail\n"
+        )),
+        "{}",
+        out.stdout
+    );
+}
