@@ -3,7 +3,8 @@
 //! Exit codes: 0 the run succeeded; 1 the run failed or was aborted (or lifeboat itself hit an
 //! I/O problem); 2 bad input (a runbook that does not compile, a missing or invalid parameter,
 //! an unknown run id, a store that is locked, damaged or too new); 3 the run is paused waiting
-//! for a person (an approval with `--no-wait`, or a step in doubt after a crash).
+//! for a person (an approval with `--no-wait`, or a step in doubt after a crash); 4 the run
+//! succeeded, partial (its runbook declared something not recovered, or a warning).
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::clock::{format_duration, format_time};
 use crate::engine::summarize;
 use crate::journal::{
-    AttemptRecord, DecisionRecord, Error, Event, EventRecord, Mode, RunRecord, RunState, RunView,
+    AttemptRecord, DecisionRecord, Error, Event, EventRecord, LogLine, Mode, OutcomeGroup,
+    RunRecord, RunState, RunView, Verdict,
 };
 
 #[derive(Debug, Serialize)]
@@ -20,7 +21,16 @@ pub struct Report {
     pub runbook: String,
     pub path: String,
     pub mode: Mode,
+    /// "succeeded", "succeeded, partial", "failed"...
     pub state: String,
+    /// For a succeeded run whose runbook declared what it recovered: "complete" or "partial".
+    pub outcome: Option<&'static str>,
+    /// The counts, and what was left undone (items not recovered, warnings), a line each.
+    pub verdict: Option<Verdict>,
+    /// The runbook's `outcome()` tables: every item, recovered or not, with its columns.
+    pub outcome_groups: Vec<OutcomeGroup>,
+    /// The runbook's `log()` and `warn()` lines, in order.
+    pub log: Vec<LogLine>,
     pub params: serde_json::Map<String, Value>,
     pub started: String,
     pub ended: String,
@@ -181,12 +191,24 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
             )
         })
         .collect();
+    let verdict = match &run.state {
+        RunState::Succeeded { verdict, .. } if !verdict.is_undeclared() => Some(verdict.clone()),
+        _ => None,
+    };
+    let state = match &verdict {
+        Some(v) if v.is_partial() => "succeeded, partial".to_string(),
+        _ => run.state.label().to_string(),
+    };
     Ok(Report {
         run: run.id.to_string(),
         runbook: run.runbook.name.clone(),
         path: run.runbook.path.clone(),
         mode: run.mode,
-        state: run.state.label().to_string(),
+        state,
+        outcome: verdict.as_ref().map(Verdict::label),
+        verdict,
+        outcome_groups: view.outcome.clone(),
+        log: view.log.clone(),
         params,
         started: format_time(run.created_at),
         ended: format_time(run.updated_at),
@@ -199,7 +221,7 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         decisions: view.decisions.clone(),
         failed_attempts: view.failed_attempts.clone(),
         result: match &run.state {
-            RunState::Succeeded { result } => Some(result.clone()),
+            RunState::Succeeded { result, .. } => Some(result.clone()),
             _ => None,
         },
         error: match &run.state {
@@ -255,6 +277,155 @@ fn decisions_table(r: &Report) -> Table {
             })
             .collect(),
     }
+}
+
+/// The outcome tables: one per `outcome()` group, every item with its columns and whether it
+/// was recovered, the items not recovered first.
+fn outcome_tables(r: &Report) -> Vec<DataTable> {
+    r.outcome_groups
+        .iter()
+        .map(|g| {
+            let mut columns = g.columns.clone();
+            columns.push("recovered".to_string());
+            let (mut rows, mut ok): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+            for item in &g.items {
+                let mut row: Vec<String> = g
+                    .columns
+                    .iter()
+                    .map(|c| OutcomeGroup::cell(item, c))
+                    .collect();
+                let recovered = OutcomeGroup::is_recovered(item);
+                row.push(if recovered { "yes" } else { "no" }.to_string());
+                if recovered {
+                    ok.push(row)
+                } else {
+                    rows.push(row)
+                }
+            }
+            let missed = (0..rows.len() + ok.len()).map(|i| i < rows.len()).collect();
+            rows.extend(ok);
+            DataTable {
+                title: g.title.clone(),
+                columns,
+                rows,
+                missed,
+            }
+        })
+        .collect()
+}
+
+/// A table whose columns come from the data (outcome tables, a result's lists of maps).
+struct DataTable {
+    title: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Rows of things not recovered, shown as such.
+    missed: Vec<bool>,
+}
+
+impl DataTable {
+    fn is_missed(&self, row: usize) -> bool {
+        self.missed.get(row).copied().unwrap_or(false)
+    }
+}
+
+/// A run's result read as tables, for runbooks that declared no outcome: every list of maps
+/// (at the top or under a key of a map) as a table, lists of plain values and plain values
+/// under `value`.
+fn result_tables(result: &Value) -> Vec<DataTable> {
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    fn table(title: &str, v: &Value) -> Option<DataTable> {
+        let Value::Array(items) = v else {
+            return None;
+        };
+        if items.is_empty() {
+            return None;
+        }
+        if items.iter().all(Value::is_object) {
+            let mut columns: Vec<String> = Vec::new();
+            for item in items {
+                for k in item.as_object().into_iter().flat_map(|m| m.keys()) {
+                    if !columns.contains(k) {
+                        columns.push(k.clone());
+                    }
+                }
+            }
+            let rows = items
+                .iter()
+                .map(|i| columns.iter().map(|c| cell(&i[c.as_str()])).collect())
+                .collect();
+            Some(DataTable {
+                title: title.to_string(),
+                columns,
+                rows,
+                missed: Vec::new(),
+            })
+        } else {
+            Some(DataTable {
+                title: title.to_string(),
+                columns: vec!["value".to_string()],
+                rows: items.iter().map(|i| vec![cell(i)]).collect(),
+                missed: Vec::new(),
+            })
+        }
+    }
+    match result {
+        Value::Object(map) => {
+            let mut tables = Vec::new();
+            let mut plain = Vec::new();
+            for (k, v) in map {
+                match v {
+                    Value::Array(_) => tables.extend(table(k, v)),
+                    Value::Object(inner) => {
+                        for (k2, v2) in inner {
+                            match v2 {
+                                Value::Array(_) => tables.extend(table(&format!("{k}.{k2}"), v2)),
+                                other => plain.push(vec![format!("{k}.{k2}"), cell(other)]),
+                            }
+                        }
+                    }
+                    other => plain.push(vec![k.clone(), cell(other)]),
+                }
+            }
+            if !plain.is_empty() {
+                tables.insert(
+                    0,
+                    DataTable {
+                        title: "values".to_string(),
+                        columns: vec!["name".to_string(), "value".to_string()],
+                        rows: plain,
+                        missed: Vec::new(),
+                    },
+                );
+            }
+            tables
+        }
+        Value::Array(_) => table("result", result).into_iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![DataTable {
+            title: "result".to_string(),
+            columns: vec!["value".to_string()],
+            rows: vec![vec![cell(other)]],
+            missed: Vec::new(),
+        }],
+    }
+}
+
+/// "Outcome: partial (3 recovered, 1 not recovered)", or planned for a plan.
+fn outcome_heading(r: &Report) -> Option<String> {
+    let v = r.verdict.as_ref()?;
+    let planned = if r.mode == Mode::Plan {
+        " (planned: nothing was sent)"
+    } else {
+        ""
+    };
+    Some(format!("Outcome: {}{planned} — {}", v.label(), v.summary()))
 }
 
 /// A table as a Markdown section; nothing when it has no rows.
@@ -317,7 +488,12 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(out, "| ended | {} |", r.ended);
     let _ = writeln!(out, "| duration | {} |", format_duration(r.duration_ms));
     if let Some(rto) = &r.rto {
-        let verdict = if rto.met {
+        let verdict = if rto.met && r.outcome == Some("partial") {
+            format!(
+                "met, {} to spare, for what was recovered: the recovery is partial",
+                format_duration(rto.margin_ms.unsigned_abs())
+            )
+        } else if rto.met {
             format!(
                 "met, {} to spare",
                 format_duration(rto.margin_ms.unsigned_abs())
@@ -347,8 +523,39 @@ pub fn markdown(r: &Report) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(out, "| error | {} |", e.replace('|', "\\|"));
     }
-    if let Some(v) = r.result.as_ref().filter(|v| !v.is_null()) {
-        let _ = writeln!(out, "| result | `{}` |", v.to_string().replace('|', "\\|"));
+    if let Some(heading) = outcome_heading(r) {
+        let _ = writeln!(out, "\n## {heading}");
+        let shortfall = &r
+            .verdict
+            .as_ref()
+            .map(|v| v.shortfall.clone())
+            .unwrap_or_default();
+        if !shortfall.is_empty() {
+            let _ = writeln!(out, "\nNot recovered:\n");
+            for line in shortfall {
+                let _ = writeln!(out, "- {}", markdown_escape(line));
+            }
+        }
+        for t in outcome_tables(r) {
+            markdown_data_table(&mut out, &format!("### {}", t.title), &t);
+        }
+    } else if let Some(v) = r.result.as_ref().filter(|v| !v.is_null()) {
+        let _ = writeln!(out, "\n## Result");
+        for t in result_tables(v) {
+            markdown_data_table(&mut out, &format!("### {}", t.title), &t);
+        }
+    }
+    if !r.log.is_empty() {
+        let _ = writeln!(out, "\n## Log\n");
+        for l in &r.log {
+            let warning = if l.warning { "**warning:** " } else { "" };
+            let _ = writeln!(
+                out,
+                "- {} {warning}{}",
+                format_time(l.at),
+                markdown_escape(&l.message)
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -391,6 +598,65 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Text that Markdown shows as it is: table pipes escaped, no HTML tag let through, one line.
+fn markdown_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('\n', " ")
+}
+
+fn markdown_data_table(out: &mut String, heading: &str, t: &DataTable) {
+    if t.rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{heading}\n\n| {} |\n|{}",
+        t.columns.join(" | "),
+        "---|".repeat(t.columns.len())
+    );
+    for (i, row) in t.rows.iter().enumerate() {
+        let mut cells: Vec<String> = row.iter().map(|c| markdown_escape(c)).collect();
+        if t.is_missed(i) {
+            if let Some(last) = cells.last_mut() {
+                *last = format!("**{last}**");
+            }
+        }
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+}
+
+fn html_data_table(t: &DataTable) -> String {
+    if t.rows.is_empty() {
+        return String::new();
+    }
+    let head: String = t
+        .columns
+        .iter()
+        .map(|c| format!("<th>{}</th>", escape_html(c)))
+        .collect();
+    let rows: String = t
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let cells: String = row
+                .iter()
+                .map(|c| format!("<td>{}</td>", escape_html(c)))
+                .collect();
+            if t.is_missed(i) {
+                format!("<tr class=\"missed\">{cells}</tr>")
+            } else {
+                format!("<tr>{cells}</tr>")
+            }
+        })
+        .collect();
+    format!(
+        "<h3>{}</h3>\n<table class=\"steps outcome\"><tr>{head}</tr>{rows}</table>\n",
+        escape_html(&t.title)
+    )
 }
 
 fn escape_html(s: &str) -> String {
@@ -437,6 +703,11 @@ pub fn html(r: &Report) -> String {
         );
     }
     let rto = match &r.rto {
+        Some(rto) if rto.met && r.outcome == Some("partial") => format!(
+            "{} — met, {} to spare, for what was recovered: <strong>the recovery is partial</strong>",
+            format_duration(rto.target_ms),
+            format_duration(rto.margin_ms.unsigned_abs())
+        ),
         Some(rto) if rto.met => format!(
             "{} — met, {} to spare",
             format_duration(rto.target_ms),
@@ -465,6 +736,59 @@ pub fn html(r: &Report) -> String {
         .collect();
     let attempts = html_table(&attempts_table(r));
     let decisions = html_table(&decisions_table(r));
+    let mut outcome = String::new();
+    if let Some(heading) = outcome_heading(r) {
+        let class = if r.outcome == Some("partial") {
+            "verdict partial"
+        } else {
+            "verdict complete"
+        };
+        let _ = writeln!(
+            outcome,
+            "<h2 id=\"outcome\" class=\"{class}\">{}</h2>",
+            escape_html(&heading)
+        );
+        let shortfall = r
+            .verdict
+            .as_ref()
+            .map(|v| v.shortfall.as_slice())
+            .unwrap_or_default();
+        if !shortfall.is_empty() {
+            let items: String = shortfall
+                .iter()
+                .map(|l| format!("<li>{}</li>", escape_html(l)))
+                .collect();
+            let _ = writeln!(
+                outcome,
+                "<p>Not recovered:</p><ul class=\"shortfall\">{items}</ul>"
+            );
+        }
+        for t in outcome_tables(r) {
+            outcome.push_str(&html_data_table(&t));
+        }
+    } else if let Some(v) = r.result.as_ref().filter(|v| !v.is_null()) {
+        outcome.push_str("<h2>Result</h2>\n");
+        for t in result_tables(v) {
+            outcome.push_str(&html_data_table(&t));
+        }
+    }
+    let log: String = r
+        .log
+        .iter()
+        .map(|l| {
+            format!(
+                "<li{}>{} {}</li>",
+                if l.warning { " class=\"warning\"" } else { "" },
+                format_time(l.at),
+                escape_html(&l.message)
+            )
+        })
+        .collect();
+    let log = if log.is_empty() {
+        String::new()
+    } else {
+        format!("<h2>Log</h2>\n<ul class=\"log\">{log}</ul>\n")
+    };
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lifeboat run {run}</title>
@@ -475,6 +799,8 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: l
 .lane {{ position: relative; width: 55%; min-width: 300px; }}
 .bar {{ position: absolute; top: 4px; height: 12px; background: #2b6cb0; border-radius: 2px; }}
 .bar.waiting {{ background: #a0aec0; }} .bar.failed {{ background: #c53030; }}
+.verdict.partial {{ color: #c53030; }} .verdict.complete {{ color: #276749; }}
+tr.missed {{ background: #fed7d7 !important; }} .log .warning {{ color: #c53030; }}
 </style></head><body>
 <h1>Run {run}: {runbook}</h1>
 <table>
@@ -485,7 +811,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 8px; text-align: l
 <tr><th>RTO</th><td>{rto}</td></tr>
 <tr><th>waiting / working</th><td>{waiting} / {working}</td></tr>
 </table>
-<h2>Timeline</h2>
+{outcome}{log}<h2>Timeline</h2>
 <table class="steps"><tr><th>step</th><th>state</th><th>timeline</th><th>duration</th></tr>
 {rows}</table>
 {attempts}{decisions}<h2>Changes</h2>

@@ -247,7 +247,7 @@ fn a_refusal_is_final_and_not_retried() {
     let rb = repo("runbooks/failover-ip-move.rhai");
     let m = mapping(&[("178.32.10.1/32", RBX), ("178.32.10.2/32", GRA)]);
     let out = r.env.run(&["run", &rb, "-p", &m, "-p", "poll=20ms"]);
-    out.expect_code(0);
+    out.expect_code(4);
     let result: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["moved"], 1, "{result}");
     assert_eq!(result["failed"], 1, "{result}");

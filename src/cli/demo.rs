@@ -131,7 +131,7 @@ pub fn run() -> Result<u8, Error> {
     )?;
     let outcome = engine.execute(&id, None, RunOptions::default())?;
     eprint!("{}", super::output::outcome(&id, &outcome));
-    if let Outcome::Succeeded(result) = &outcome {
+    if let Outcome::Succeeded { result, .. } = &outcome {
         eprintln!();
         eprintln!("datastores restored (read-only): {}", result["datastores"]);
         let ips = &result["ips"];
@@ -157,5 +157,10 @@ pub fn run() -> Result<u8, Error> {
         store.display()
     );
     println!("{id}");
-    Ok(outcome.exit_code())
+    // The demo's account has one IP that OVH refuses to move, to show a partial recovery: that
+    // is the demo working as meant, so it exits 0; `lifeboat run` of the same would exit 4.
+    Ok(match &outcome {
+        Outcome::Succeeded { .. } => 0,
+        other => other.exit_code(),
+    })
 }

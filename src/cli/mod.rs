@@ -429,7 +429,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             if plan {
                 let finished = matches!(
                     outcome,
-                    Ok(Outcome::Succeeded(_) | Outcome::AlreadySucceeded(_))
+                    Ok(Outcome::Succeeded { .. } | Outcome::AlreadySucceeded { .. })
                 );
                 eprint!(
                     "{}",
@@ -1029,8 +1029,10 @@ fn finish(
     eprint!("{}", output::outcome(id, &outcome));
     let print_json = json || !std::io::stdout().is_terminal();
     match &outcome {
-        Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) if print_json && !v.is_null() => {
-            println!("{v}")
+        Outcome::Succeeded { result, .. } | Outcome::AlreadySucceeded { result, .. }
+            if print_json && !result.is_null() =>
+        {
+            println!("{result}")
         }
         _ => {}
     }

@@ -11,7 +11,7 @@ use crate::clock::{format_duration, format_time};
 use crate::engine::{self, summarize, LiveInfo, Outcome, Runbook};
 use crate::error::Error;
 use crate::journal::{
-    Decision, Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView,
+    Decision, Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView, Verdict,
 };
 
 /// What `lifeboat check` prints.
@@ -181,11 +181,37 @@ impl engine::Observer for Progress {
     }
 }
 
-/// The closing lines of `run` / `resume`.
+/// "succeeded", or "succeeded, partial (2 recovered, 1 not recovered)".
+fn succeeded_text(verdict: &Verdict) -> String {
+    if verdict.is_partial() {
+        format!("succeeded, partial ({})", verdict.summary())
+    } else if verdict.is_undeclared() {
+        "succeeded".to_string()
+    } else {
+        format!("succeeded ({})", verdict.summary())
+    }
+}
+
+/// The closing lines of `run` / `resume`: for a partial run, what it left undone.
 pub fn outcome(id: &RunId, outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Succeeded(_) => format!("run {id} succeeded\n"),
-        Outcome::AlreadySucceeded(_) => format!("run {id} had already succeeded; nothing to do\n"),
+        Outcome::Succeeded { verdict, .. } | Outcome::AlreadySucceeded { verdict, .. }
+            if verdict.is_partial() =>
+        {
+            let again = if matches!(outcome, Outcome::AlreadySucceeded { .. }) {
+                " (it had already ended; nothing ran)"
+            } else {
+                ""
+            };
+            let mut out = format!("run {id} {}{again}\n  not recovered:\n", succeeded_text(verdict));
+            for line in &verdict.shortfall {
+                let _ = writeln!(out, "    {line}");
+            }
+            let _ = writeln!(out, "  the report says the same: `lifeboat report {id}`");
+            out
+        }
+        Outcome::Succeeded { verdict, .. } => format!("run {id} {}\n", succeeded_text(verdict)),
+        Outcome::AlreadySucceeded { .. } => format!("run {id} had already succeeded; nothing to do\n"),
         Outcome::Failed { error } => format!(
             "run {id} failed: {error}\n  its journal is kept: `lifeboat log {id}`; after fixing the cause, `lifeboat resume {id}`\n"
         ),
@@ -235,6 +261,9 @@ fn state_label(run: &RunRecord, live: Option<&LiveInfo>) -> String {
             None,
         ) => format!("paused at gate {gate} (timed out)"),
         (RunState::Paused { .. }, None) => "stopped".to_string(),
+        (RunState::Succeeded { verdict, .. }, None) if verdict.is_partial() => {
+            "succeeded, partial".to_string()
+        }
         (state, None) => state.label().to_string(),
     }
 }
@@ -293,6 +322,11 @@ pub fn run_status(
             "mode": run.mode,
             "state": run.state,
             "status": state_label(run, live),
+            "outcome": match &run.state {
+                RunState::Succeeded { verdict, .. } => Some(verdict.label()),
+                _ => None,
+            },
+            "outcome_items": view.outcome,
             "created_at": run.created_at,
             "updated_at": run.updated_at,
             "steps": steps,
@@ -320,6 +354,12 @@ pub fn run_status(
     match &run.state {
         RunState::Failed { error, .. } => {
             let _ = writeln!(out, "error:     {error}");
+        }
+        RunState::Succeeded { verdict, .. } if !verdict.is_undeclared() => {
+            let _ = writeln!(out, "outcome:   {}: {}", verdict.label(), verdict.summary());
+            for line in &verdict.shortfall {
+                let _ = writeln!(out, "           {line}");
+            }
         }
         RunState::Paused {
             reason: PauseReason::Stopped { message },
@@ -570,7 +610,22 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
             Event::GateOpened { gate, message, .. } => format!("gate {gate:?} opened: {message}"),
             Event::GateApproved { gate, by } => format!("gate {gate:?} approved by {by}"),
             Event::ValueRecorded { key, name, value } => format!("{name}() at {key} = {value}"),
-            Event::Logged { message, .. } => format!("log: {message}"),
+            Event::Logged {
+                message,
+                warning: false,
+                ..
+            } => format!("log: {message}"),
+            Event::Logged { message, .. } => format!("warning: {message}"),
+            Event::OutcomeDeclared { title, items, .. } => {
+                let recovered = items
+                    .iter()
+                    .filter(|i| crate::journal::OutcomeGroup::is_recovered(i))
+                    .count();
+                format!(
+                    "outcome {title:?}: {recovered} of {} recovered",
+                    items.len()
+                )
+            }
             Event::Planned { step, call, body } => {
                 format!(
                     "planned (not sent){}: {call} {body}",
@@ -580,7 +635,7 @@ pub fn events(events: &[EventRecord], as_json: bool) -> String {
                 )
             }
             Event::RunPaused { reason } => format!("run paused: {}", pause_text(reason)),
-            Event::RunSucceeded { .. } => "run succeeded".to_string(),
+            Event::RunSucceeded { verdict, .. } => format!("run {}", succeeded_text(verdict)),
             Event::RunFailed { error, .. } => format!("run failed: {error}"),
             Event::RunAborted { by } => format!("run aborted by {by}"),
         };

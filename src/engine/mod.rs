@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::clock::{Clock, Millis};
 use crate::journal::{
     self, Entry, Event, Journal, Mode, PauseReason, RunId, RunRecord, RunState, RunView,
-    RunbookInfo, StepState,
+    RunbookInfo, StepState, Verdict,
 };
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
@@ -214,9 +214,16 @@ pub struct RunOptions {
 /// How a run ended (this time).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Succeeded(Value),
+    /// The runbook ran to its end; `verdict` says whether it recovered everything it declared.
+    Succeeded {
+        result: Value,
+        verdict: Verdict,
+    },
     /// It had succeeded before; nothing ran.
-    AlreadySucceeded(Value),
+    AlreadySucceeded {
+        result: Value,
+        verdict: Verdict,
+    },
     Failed {
         error: String,
     },
@@ -226,10 +233,19 @@ pub enum Outcome {
     Paused(PauseReason),
 }
 
+/// The exit code of a run that succeeded with something not recovered (or a warning).
+pub const EXIT_PARTIAL: u8 = 4;
+
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Succeeded(_) | Outcome::AlreadySucceeded(_) => 0,
+            Outcome::Succeeded { verdict, .. } | Outcome::AlreadySucceeded { verdict, .. } => {
+                if verdict.is_partial() {
+                    EXIT_PARTIAL
+                } else {
+                    0
+                }
+            }
             Outcome::Failed { .. } | Outcome::Aborted { .. } => 1,
             Outcome::Paused(_) => 3,
         }
@@ -412,7 +428,12 @@ impl Engine {
     ) -> Result<Outcome, Error> {
         let record = self.journal.run(id)?;
         let failed_step = match &record.state {
-            RunState::Succeeded { result } => return Ok(Outcome::AlreadySucceeded(result.clone())),
+            RunState::Succeeded { result, verdict } => {
+                return Ok(Outcome::AlreadySucceeded {
+                    result: result.clone(),
+                    verdict: verdict.clone(),
+                })
+            }
             RunState::Aborted { by } => {
                 return Err(Error::NotResumable {
                     id: id.clone(),
@@ -484,9 +505,11 @@ impl Engine {
         let (outcome, event) = match outcome {
             Ok(outcome) => {
                 let event = match &outcome {
-                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => {
-                        Event::RunSucceeded { result: v.clone() }
-                    }
+                    Outcome::Succeeded { result, verdict }
+                    | Outcome::AlreadySucceeded { result, verdict } => Event::RunSucceeded {
+                        result: result.clone(),
+                        verdict: verdict.clone(),
+                    },
                     Outcome::Failed { error } => Event::RunFailed {
                         error: error.clone(),
                         step: ctx.last_step_failure(),
@@ -541,8 +564,11 @@ impl Engine {
         }
         match result {
             Ok(value) => {
-                let value: Value = rhai::serde::from_dynamic(&value).unwrap_or(Value::Null);
-                Ok(Outcome::Succeeded(value))
+                let result: Value = rhai::serde::from_dynamic(&value).unwrap_or(Value::Null);
+                // Declarations made in earlier executions are in the journal, not in memory:
+                // the verdict is the journal's.
+                let verdict = RunView::from_events(&self.journal.events(&record.id)?)?.verdict();
+                Ok(Outcome::Succeeded { result, verdict })
             }
             Err(e) if is_stop(&e) => match ctx.take_fatal() {
                 Some(Error::Paused(reason)) => Ok(Outcome::Paused(reason)),
@@ -703,7 +729,7 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
                     result: None,
                 }
             }
-            Entry::Value { .. } | Entry::Log { .. } => continue,
+            Entry::Value { .. } | Entry::Log { .. } | Entry::Outcome { .. } => continue,
         };
         out.push(summary);
     }

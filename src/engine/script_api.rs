@@ -17,6 +17,8 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "sleep",
     "approve",
     "log",
+    "warn",
+    "outcome",
     "fail",
     "now",
     "format_time",
@@ -91,7 +93,37 @@ pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
     engine.register_fn(
         "log",
         move |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
-            c.log(call.call_position(), message.to_string())
+            c.log(call.call_position(), message.to_string(), false)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "warn",
+        move |call: NativeCallContext, message: Dynamic| -> ScriptResult<()> {
+            c.log(call.call_position(), message.to_string(), true)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "outcome",
+        move |call: NativeCallContext, title: &str, items: Array| -> ScriptResult<()> {
+            c.outcome(call.call_position(), title.to_string(), items, None)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "outcome",
+        move |call: NativeCallContext,
+              title: &str,
+              items: Array,
+              columns: Array|
+              -> ScriptResult<()> {
+            c.outcome(
+                call.call_position(),
+                title.to_string(),
+                items,
+                Some(columns),
+            )
         },
     );
 

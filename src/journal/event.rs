@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::run::Verdict;
+
 /// Why a run stopped without finishing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -133,11 +135,23 @@ pub enum Event {
         name: String,
         value: Value,
     },
-    /// A line from `log()`; `key` is `None` when it was logged inside a step body (the body's
-    /// own journaling covers it).
+    /// A line from `log()`, or from `warn()` (`warning`: something the run left undone, which
+    /// makes a succeeded run partial); `key` is `None` when it was logged inside a step body
+    /// (the body's own journaling covers it).
     Logged {
         key: Option<String>,
         message: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        warning: bool,
+    },
+    /// `outcome(title, items)`: what the run recovered, one item per thing it set out to recover
+    /// (each a map with `recovered: true|false` and the columns to show). A later declaration
+    /// with the same title replaces the earlier one.
+    OutcomeDeclared {
+        key: Option<String>,
+        title: String,
+        columns: Vec<String>,
+        items: Vec<Value>,
     },
     /// Plan mode: a change the run would have made (not sent), in the step `step`.
     Planned {
@@ -150,6 +164,9 @@ pub enum Event {
     },
     RunSucceeded {
         result: Value,
+        /// What the runbook declared it recovered (absent: it declared nothing).
+        #[serde(default, skip_serializing_if = "Verdict::is_undeclared")]
+        verdict: Verdict,
     },
     /// The run failed; `step` names the step whose failure ended it, if one did.
     RunFailed {
@@ -174,7 +191,7 @@ impl Event {
             | Event::SleepFinished { key }
             | Event::GateOpened { key, .. }
             | Event::ValueRecorded { key, .. } => Some(key),
-            Event::Logged { key, .. } => key.as_deref(),
+            Event::Logged { key, .. } | Event::OutcomeDeclared { key, .. } => key.as_deref(),
             _ => None,
         }
     }

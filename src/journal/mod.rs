@@ -21,8 +21,10 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use event::{Decision, Event, EventRecord, PauseReason};
-pub use run::{Mode, RunId, RunRecord, RunState, RunbookInfo};
-pub use step_state::{AttemptRecord, DecisionRecord, Entry, RunView, StepState};
+pub use run::{GroupTally, Mode, RunId, RunRecord, RunState, RunbookInfo, Verdict};
+pub use step_state::{
+    AttemptRecord, DecisionRecord, Entry, LogLine, OutcomeGroup, RunView, StepState,
+};
 pub use store::{Keyspace, SledStore, Store, MANIFEST_NAME};
 pub use verify::RunCheck;
 
@@ -430,6 +432,7 @@ mod tests {
                     Event::Logged {
                         key: Some(i.to_string()),
                         message: format!("m{i}"),
+                        warning: false,
                     },
                 )
                 .unwrap();
@@ -439,6 +442,7 @@ mod tests {
                 3,
                 Event::RunSucceeded {
                     result: serde_json::json!(7),
+                    verdict: Default::default(),
                 },
             )
             .unwrap();
@@ -451,13 +455,15 @@ mod tests {
             events[299].event,
             Event::Logged {
                 key: Some("299".into()),
-                message: "m299".into()
+                message: "m299".into(),
+                warning: false,
             }
         );
         assert_eq!(
             j.run(&id).unwrap().state,
             RunState::Succeeded {
-                result: serde_json::json!(7)
+                result: serde_json::json!(7),
+                verdict: Default::default(),
             }
         );
         // A finished run accepts no further run-level event.
@@ -508,6 +514,7 @@ mod tests {
                             Event::Logged {
                                 key: Some(format!("{t}.{i}")),
                                 message: String::new(),
+                                warning: false,
                             },
                         )
                         .unwrap();

@@ -87,6 +87,8 @@ pub enum RunState {
     },
     Succeeded {
         result: Value,
+        #[serde(default, skip_serializing_if = "Verdict::is_undeclared")]
+        verdict: Verdict,
     },
     Failed {
         error: String,
@@ -118,8 +120,9 @@ impl RunState {
             (_, Event::RunPaused { reason }) => Paused {
                 reason: reason.clone(),
             },
-            (_, Event::RunSucceeded { result }) => Succeeded {
+            (_, Event::RunSucceeded { result, verdict }) => Succeeded {
                 result: result.clone(),
+                verdict: verdict.clone(),
             },
             (_, Event::RunFailed { error, step }) => Failed {
                 error: error.clone(),
@@ -139,6 +142,76 @@ impl RunState {
             RunState::Failed { .. } => "failed",
             RunState::Aborted { .. } => "aborted",
         }
+    }
+}
+
+/// What a succeeded run recovered, as its runbook declared it: items of `outcome()` counted
+/// by whether they were recovered, and the `warn()` lines. A run that succeeded with anything
+/// not recovered, or with a warning, is *partial*: it must never read as a plain success.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub recovered: usize,
+    pub not_recovered: usize,
+    pub warnings: usize,
+    /// What was left undone, a line each: every item not recovered (`TITLE: its cells`), then
+    /// every warning (`warning: message`). Kept with the run's state so that every way a
+    /// person learns how a run ended (terminal, status, notifications) can say it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shortfall: Vec<String>,
+    /// The counts of each `outcome()` table, in the order declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupTally>,
+}
+
+/// How many things of one `outcome()` table were recovered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupTally {
+    pub title: String,
+    pub recovered: usize,
+    pub not_recovered: usize,
+}
+
+impl Verdict {
+    pub fn is_partial(&self) -> bool {
+        self.not_recovered > 0 || self.warnings > 0
+    }
+
+    /// The runbook declared no outcome and warned of nothing.
+    pub fn is_undeclared(&self) -> bool {
+        *self == Verdict::default()
+    }
+
+    /// "complete" or "partial", as `status --json` and reports name it.
+    pub fn label(&self) -> &'static str {
+        if self.is_partial() {
+            "partial"
+        } else {
+            "complete"
+        }
+    }
+
+    /// "datastores: 3 of 3 recovered; failover IPs: 4 of 5 recovered; 1 warning".
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {} of {} recovered",
+                    g.title,
+                    g.recovered,
+                    g.recovered + g.not_recovered
+                )
+            })
+            .collect();
+        if self.warnings > 0 {
+            parts.push(format!(
+                "{} warning{}",
+                self.warnings,
+                if self.warnings == 1 { "" } else { "s" }
+            ));
+        }
+        parts.join("; ")
     }
 }
 

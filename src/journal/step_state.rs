@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::event::{Decision, Event, EventRecord};
+use super::run::{GroupTally, Verdict};
 use super::Error;
 
 /// Where one step stands.
@@ -221,6 +222,10 @@ pub enum Entry {
     Log {
         message: String,
     },
+    /// `outcome(title, ...)` at this position.
+    Outcome {
+        title: String,
+    },
 }
 
 impl Entry {
@@ -232,6 +237,7 @@ impl Entry {
             Entry::Gate { gate, .. } => format!("approve {gate:?}"),
             Entry::Value { name, .. } => format!("{name}()"),
             Entry::Log { .. } => "log".to_string(),
+            Entry::Outcome { title } => format!("outcome({title:?})"),
         }
     }
 }
@@ -253,6 +259,60 @@ pub struct RunView {
     /// Every failed attempt of every step, in order: what it met (OVH's answer and query id)
     /// and when the next try was due.
     pub failed_attempts: Vec<AttemptRecord>,
+    /// Every `log()` and `warn()` line, in order.
+    pub log: Vec<LogLine>,
+    /// What the runbook declared it recovered, one group per `outcome()` title, in the order
+    /// first declared.
+    pub outcome: Vec<OutcomeGroup>,
+}
+
+/// A line the runbook logged, as reports list them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogLine {
+    pub at: u64,
+    pub message: String,
+    /// From `warn()`: something left undone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+}
+
+/// One `outcome(title, items)` declaration: a table of the things a run set out to recover.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutcomeGroup {
+    pub title: String,
+    /// The item fields to show, in order (`recovered` is shown apart).
+    pub columns: Vec<String>,
+    /// Maps, each with `recovered: true|false`.
+    pub items: Vec<Value>,
+}
+
+impl OutcomeGroup {
+    pub fn is_recovered(item: &Value) -> bool {
+        item.get("recovered").and_then(Value::as_bool) == Some(true)
+    }
+
+    pub fn not_recovered(&self) -> impl Iterator<Item = &Value> {
+        self.items.iter().filter(|i| !Self::is_recovered(i))
+    }
+
+    /// An item's cell for `column`: strings as they are, nothing for null, other values as JSON.
+    pub fn cell(item: &Value, column: &str) -> String {
+        match item.get(column) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    /// An item in one line: its non-empty cells, joined.
+    pub fn line(&self, item: &Value) -> String {
+        self.columns
+            .iter()
+            .map(|c| Self::cell(item, c))
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
 }
 
 /// One failed attempt of a step, as `status` and reports list them.
@@ -279,6 +339,41 @@ pub struct DecisionRecord {
 }
 
 impl RunView {
+    /// What the run recovered, as far as its runbook declared it.
+    pub fn verdict(&self) -> Verdict {
+        let items = || self.outcome.iter().flat_map(|g| g.items.iter());
+        let recovered = items().filter(|i| OutcomeGroup::is_recovered(i)).count();
+        let mut shortfall: Vec<String> = self
+            .outcome
+            .iter()
+            .flat_map(|g| {
+                g.not_recovered()
+                    .map(move |item| format!("{}: {}", g.title, g.line(item)))
+            })
+            .collect();
+        let warnings: Vec<&LogLine> = self.log.iter().filter(|l| l.warning).collect();
+        shortfall.extend(warnings.iter().map(|l| format!("warning: {}", l.message)));
+        let groups = self
+            .outcome
+            .iter()
+            .map(|g| {
+                let missed = g.not_recovered().count();
+                GroupTally {
+                    title: g.title.clone(),
+                    recovered: g.items.len() - missed,
+                    not_recovered: missed,
+                }
+            })
+            .collect();
+        Verdict {
+            recovered,
+            not_recovered: items().count() - recovered,
+            warnings: warnings.len(),
+            shortfall,
+            groups,
+        }
+    }
+
     pub fn from_events(events: &[EventRecord]) -> Result<RunView, Error> {
         let mut view = RunView::default();
         for record in events {
@@ -395,15 +490,48 @@ impl RunView {
                 },
             ),
             Event::Logged {
-                key: Some(key),
-                message,
-            } => self.insert(
                 key,
-                Entry::Log {
+                message,
+                warning,
+            } => {
+                if let Some(key) = key {
+                    self.insert(
+                        key,
+                        Entry::Log {
+                            message: message.clone(),
+                        },
+                    );
+                }
+                self.log.push(LogLine {
+                    at,
                     message: message.clone(),
-                },
-            ),
-            Event::Logged { key: None, .. } => {}
+                    warning: *warning,
+                });
+            }
+            Event::OutcomeDeclared {
+                key,
+                title,
+                columns,
+                items,
+            } => {
+                if let Some(key) = key {
+                    self.insert(
+                        key,
+                        Entry::Outcome {
+                            title: title.clone(),
+                        },
+                    );
+                }
+                let group = OutcomeGroup {
+                    title: title.clone(),
+                    columns: columns.clone(),
+                    items: items.clone(),
+                };
+                match self.outcome.iter_mut().find(|g| g.title == *title) {
+                    Some(old) => *old = group,
+                    None => self.outcome.push(group),
+                }
+            }
             Event::Paced {
                 rate,
                 concurrency,

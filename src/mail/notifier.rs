@@ -81,7 +81,11 @@ impl Observer for Notifier {
             ),
             Progress::Finished { outcome: Some(outcome) } => {
                 let (state, detail) = match outcome {
-                    Outcome::Succeeded(v) | Outcome::AlreadySucceeded(v) => ("succeeded", format!("Result:\n{v:#}\n")),
+                    Outcome::Succeeded { result, verdict } | Outcome::AlreadySucceeded { result, verdict } if verdict.is_partial() => (
+                        "succeeded, partial",
+                        format!("Not everything was recovered ({}):\n\n{}\n\nReport: lifeboat report {run}\n\nResult:\n{result:#}\n", verdict.summary(), verdict.shortfall.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")),
+                    ),
+                    Outcome::Succeeded { result, .. } | Outcome::AlreadySucceeded { result, .. } => ("succeeded", format!("Result:\n{result:#}\n")),
                     Outcome::Failed { error } => ("failed", format!("{error}\n\nAfter fixing the cause: lifeboat resume {run}\n")),
                     Outcome::Aborted { by } => ("was aborted", format!("Aborted by {by}.\n")),
                     Outcome::Paused(reason) => ("paused", format!("{reason:?}\n\nlifeboat status {run}\n")),

@@ -25,7 +25,7 @@ pub struct Recovery {
 }
 
 impl Recovery {
-    /// Runs `args` (a `run` command) to its end, killing it with SIGKILL `kills` times at a
+    /// Runs `args` (a `run` command) to its end (exit 0, or 4 for a partial recovery), killing it with SIGKILL `kills` times at a
     /// random moment within `window_ms` of each start and resuming it each time. Returns the
     /// run's final result (the last line of stdout) and how many kills landed before a process
     /// ended on its own.
@@ -58,7 +58,8 @@ impl Recovery {
             let _ = child.kill();
             let out = finish(child);
             match out.code {
-                0 => {
+                // Succeeded, complete or partial (the caller checks the result).
+                0 | 4 => {
                     let result = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
                     return (result, landed);
                 }
