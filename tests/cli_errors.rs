@@ -376,9 +376,8 @@ fn env_home() -> String {
     home.display().to_string()
 }
 
-/// `check` on a machine that has the OVH settings, for a runbook that may also wait for mail:
-/// what it uses, and the mail setting it lacks (a note, not a refusal: such calls depend on
-/// the run's parameters).
+/// `check` on a machine that has the OVH settings and no mail settings: what a runbook uses,
+/// and the settings it lacks.
 #[test]
 fn check_says_what_a_runbook_uses_and_what_is_missing() {
     let env = Env::new()
@@ -397,18 +396,56 @@ fn check_says_what_a_runbook_uses_and_what_is_missing() {
         "{}",
         out.stdout
     );
-    let mail = env.runbook(
-        "mail.rhai",
-        "let mail = false;\nif mail { step(\"wait\", || wait_email(#{ subject: \"x\" })) }\nstep(\"read\", || ovh.get([\"me\"]))\n",
-    );
-    let out = env.run(&["check", &mail]);
-    out.expect_code(0);
     let config = format!("{}/.config/lifeboat/config.toml", env_home());
+    let missing = format!("IMAP is not configured here (the [imap] section of {config}, or LIFEBOAT_IMAP_HOST and the other LIFEBOAT_IMAP_* variables: docs/email.md)");
+
+    // wait_email with no parameter that declares it: always needed.
+    let always = env.runbook(
+        "always.rhai",
+        "step(\"wait\", || wait_email(#{ subject: \"x\" }));\nstep(\"read\", || ovh.get([\"me\"]))\n",
+    );
+    let out = env.run(&["check", &always]);
+    out.expect_code(0);
     assert!(
         out.stdout.ends_with(&format!(
-            "uses: the OVH API (ovh), IMAP (wait_email)\nconfiguration: it may call wait_email, and IMAP is not configured here (the [imap] section of {config}, or LIFEBOAT_IMAP_HOST and the other LIFEBOAT_IMAP_* variables: docs/email.md); if it does, that step will fail\n"
+            "uses: the OVH API (ovh), IMAP (wait_email)\nconfiguration: `lifeboat run` would refuse it here: {always} calls wait_email, and {missing}; nothing was started\n"
         )),
         "{}",
         out.stdout
+    );
+    let out = env.run(&["run", &always]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {always} calls wait_email, and {missing}; nothing was started\n")
+    );
+
+    // Needed only with the parameter that declares it (`needs: "imap"`).
+    let gated = env.runbook(
+        "gated.rhai",
+        "runbook(#{ name: \"gated\", params: #{ email: #{ type: \"bool\", help: \"wait for the email\", default_value: false, needs: \"imap\" } } });\nif params.email { step(\"wait\", || wait_email(#{ subject: \"x\" })); }\nstep(\"done\", || 1)\n",
+    );
+    let out = env.run(&["check", &gated]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.ends_with(&format!(
+            "  email  bool      default false     wait for the email (needs [imap])\nuses: IMAP (wait_email)\nconfiguration: it calls wait_email only with -p email, and {missing}; with it `lifeboat run` refuses it here\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    env.run(&["run", &gated]).expect_code(0);
+    let out = env.run(&["run", &gated, "-p", "email=true"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {gated} calls wait_email with -p email=true, and {missing}; nothing was started. Configure IMAP, or run without -p email=true\n")
+    );
+    let runs = env.run(&["status", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        1,
+        "the refused run was never created: {runs}"
     );
 }

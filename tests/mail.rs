@@ -311,3 +311,32 @@ fn built_in_notifications_tell_responders_when_a_run_needs_them_and_when_it_ends
         "{approval}"
     );
 }
+
+#[test]
+fn the_finish_notification_of_a_partial_recovery_says_what_was_not_recovered() {
+    let mail = MailServer::start();
+    let env = env_for(&mail)
+        .var("LIFEBOAT_NOTIFY_TO", ADDRESS)
+        .var("LIFEBOAT_NOTIFY_ON", "finish");
+    let rb = env.runbook(
+        "partial.rhai",
+        "outcome(\"failover IPs\", [#{ ip: \"1.2.3.4/32\", recovered: true }, #{ ip: \"5.6.7.8/32\", why: \"refused by OVH\", recovered: false }], [\"ip\", \"why\"]);\n",
+    );
+    let out = env.run(&["run", &rb]);
+    out.expect_code(4);
+    let run = out.stdout.trim().to_string();
+    let delivered = mail.delivered();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let message = mail_parser::MessageParser::default()
+        .parse(delivered[0].as_bytes())
+        .unwrap();
+    assert_eq!(
+        message.subject(),
+        Some(format!("[lifeboat] run {run} succeeded, partial").as_str())
+    );
+    let body = message.body_text(0).unwrap();
+    assert!(
+        body.contains("Not everything was recovered (failover IPs: 1 of 2 recovered):\n\n  failover IPs: 5.6.7.8/32 · refused by OVH\n"),
+        "{body}"
+    );
+}

@@ -8,6 +8,7 @@ mod daemon;
 mod engine_behaviour;
 mod faults;
 mod mail;
+mod outcomes;
 mod ovh_client;
 mod power_cut;
 mod python_client;

@@ -334,7 +334,7 @@ fn the_demo_runs_with_nothing_configured() {
     out.expect_code(0);
     let run = out.stdout.trim();
     assert!(
-        out.stderr.contains(&format!("run {run} succeeded, partial (datastores: 3 of 3 recovered; failover IPs: 4 of 5 recovered)\n  not recovered:\n    failover IPs: 178.32.10.30/32  ns5009001.ip-142-44-1.net  refused  178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM.")),
+        out.stderr.contains(&format!("run {run} succeeded, partial (datastores: 3 of 3 recovered; failover IPs: 4 of 5 recovered)\n  not recovered:\n    failover IPs: 178.32.10.30/32 · ns5009001.ip-142-44-1.net · refused · 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM.")),
         "{}",
         out.stderr
     );
@@ -576,7 +576,7 @@ fn a_rehearsal_on_a_twin_completes_and_reports_every_step() {
     );
     assert!(
         out.stdout.contains("| state | succeeded, partial |\n")
-            && out.stdout.contains("\n## Outcome: partial — datastores: 3 of 3 recovered; failover IPs: 1 of 2 recovered\n\nNot recovered:\n\n- failover IPs: 178.32.10.30/32  ns5009001.ip-142-44-1.net  refused  178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM."),
+            && out.stdout.contains("\n## Outcome: partial — datastores: 3 of 3 recovered; failover IPs: 1 of 2 recovered\n\nNot recovered:\n\n- failover IPs: 178.32.10.30/32 · ns5009001.ip-142-44-1.net · refused · 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM."),
         "{}",
         out.stdout
     );
@@ -664,42 +664,8 @@ fn the_html_report_renders_a_timeline_in_a_browser() {
     let page = dir.join("report.html");
     std::fs::write(&page, &html.stdout).unwrap();
     let shot = dir.join("report.png");
-    let profile = dir.join("chromium-profile");
-    let status = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1200,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{}: {e}", crate::support::missing("chromium")));
-    assert!(status.success());
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
-    let count = |rgb: [u8; 3]| {
-        pixels
-            .iter()
-            .filter(|p| {
-                p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8
-            })
-            .count()
-    };
+    crate::support::chromium(&page, &[format!("--screenshot={}", shot.display())]);
+    let count = |rgb: [u8; 3]| crate::support::pixels_of(&shot, rgb);
     let working = count([0x2b, 0x6c, 0xb0]);
     let waiting = count([0xa0, 0xae, 0xc0]);
     assert!(working > 20, "working bars drawn: {working} pixels");

@@ -6,6 +6,7 @@ mod daemon;
 mod decide;
 mod demo;
 mod output;
+mod preflight;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -393,7 +394,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             // same check `run` makes before it creates a run. The runbook itself is fine, so
             // this is reported, not an error: it may be checked on a machine without them.
             print!("{}", output::needs(&rb.needs));
-            match check_configuration(&rb, config_file.as_deref()) {
+            match preflight::check(&rb, config_file.as_deref(), None, true) {
                 _ if rb.needs == Default::default() => {}
                 Ok(notes) if notes.is_empty() => {
                     println!("configuration: what it uses is configured here")
@@ -419,7 +420,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let limits = limits.limits();
             // Validate everything before touching the store.
             let (rb, values) = load_runbook(&runbook, &raw, &limits)?;
-            check_configuration(&rb, config_file.as_deref())?;
+            preflight::check(&rb, config_file.as_deref(), Some(&values), true)?;
             let clock = clock()?;
             let exec = open_engine(&db, config_file.as_deref(), clock, limits)?;
             let mode = if plan { Mode::Plan } else { Mode::Normal };
@@ -602,6 +603,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         } => {
             let limits = limits.limits();
             let (rb, values) = load_runbook(&runbook, &raw, &limits)?;
+            // The twin answers for OVH; mail is this machine's.
+            preflight::check(&rb, config_file.as_deref(), Some(&values), false)?;
             let fixture =
                 crate::sim::Sim::load_fixture(&twin).map_err(|e| Error::Usage(e.to_string()))?;
             let runtime = new_runtime()?;
@@ -851,54 +854,6 @@ fn load_runbook(
         .collect::<Result<Vec<_>, _>>()?;
     let values = params::resolve(&rb.declaration.params, &given)?;
     Ok((rb, values))
-}
-
-/// Checks, offline and before a run is created, that the settings the runbook will need are
-/// there: OVH's endpoint and credentials for a runbook that uses `ovh` (exit 2, naming the
-/// setting and where it is read from). Mail is only warned about: runbooks call `notify` and
-/// `wait_email` on conditions (the SBG recovery waits for OVH's email only with `-p email=`),
-/// which only the run itself decides: what is missing comes back as notes for `check`.
-fn check_configuration(
-    rb: &Runbook,
-    config_file: Option<&std::path::Path>,
-) -> Result<Vec<String>, Error> {
-    let mut notes = Vec::new();
-    let path = &rb.path;
-    if rb.needs.ovh {
-        crate::ovh::Config::from_environment(&Default::default()).map_err(|e| {
-            Error::Usage(format!(
-                "{path} uses the OVH API, and {e} (read from the OVH_* environment variables, then ./ovh.conf, ~/.ovh.conf, /etc/ovh.conf); nothing was started"
-            ))
-        })?;
-    }
-    if rb.needs.smtp || rb.needs.imap {
-        let default_config = crate::mail::default_config_path();
-        let file = config_file.or(default_config.as_deref());
-        // A config file that is there but wrong is an error now, as for any run.
-        let mail = crate::mail::MailConfig::load(file, &|k| {
-            std::env::var(k).ok().filter(|v| !v.is_empty())
-        })
-        .map_err(|e| Error::Usage(e.to_string()))?;
-        for (needed, missing, call, section, upper) in [
-            (rb.needs.smtp, mail.smtp.is_none(), "notify", "smtp", "SMTP"),
-            (
-                rb.needs.imap,
-                mail.imap.is_none(),
-                "wait_email",
-                "imap",
-                "IMAP",
-            ),
-        ] {
-            if needed && missing {
-                notes.push(format!(
-                    "it may call {call}, and {upper} is not configured here (the [{section}] section of {}, or LIFEBOAT_{upper}_HOST and the other LIFEBOAT_{upper}_* variables: docs/email.md); if it does, that step will fail",
-                    file.map(|f| f.display().to_string())
-                        .unwrap_or_else(|| "the config file".to_string())
-                ));
-            }
-        }
-    }
-    Ok(notes)
 }
 
 fn twin_snapshot(out: &str) -> Result<u8, Error> {

@@ -38,11 +38,17 @@ pub fn declaration(rb: &Runbook) -> String {
                 Some(v) => format!("default {v}"),
                 None => "required".to_string(),
             };
+            let needs: Vec<String> = spec
+                .needs
+                .iter()
+                .map(|s| format!(" (needs [{}])", s.name()))
+                .collect();
             let _ = writeln!(
                 out,
-                "  {name:width$}  {:8}  {default:<16}  {}",
+                "  {name:width$}  {:8}  {default:<16}  {}{}",
                 spec.ty.name(),
-                spec.help
+                spec.help,
+                needs.concat()
             );
         }
     }

@@ -116,6 +116,35 @@ impl ParamType {
     }
 }
 
+/// A service outside lifeboat that a parameter can turn on (`needs: "imap"`): the run needs
+/// its settings only when the parameter is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// SMTP, for `notify`.
+    Smtp,
+    /// IMAP, for `wait_email`.
+    Imap,
+}
+
+impl Service {
+    pub fn parse(name: &str) -> Option<Service> {
+        match name {
+            "smtp" => Some(Service::Smtp),
+            "imap" => Some(Service::Imap),
+            _ => None,
+        }
+    }
+
+    /// Its name, as in the config file's section: `smtp`, `imap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Smtp => "smtp",
+            Service::Imap => "imap",
+        }
+    }
+}
+
 /// One declared parameter.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParamSpec {
@@ -123,6 +152,9 @@ pub struct ParamSpec {
     pub ty: ParamType,
     pub help: String,
     pub default: Option<Value>,
+    /// Services the run needs only when this parameter is set (true, non-empty, non-zero).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Service>,
 }
 
 /// Builds the run's parameter values: every declared parameter gets the given value or its
@@ -195,6 +227,7 @@ mod tests {
         s.insert(
             "pcc".into(),
             ParamSpec {
+                needs: Vec::new(),
                 ty: ParamType::String,
                 help: "source PCC".into(),
                 default: None,
@@ -203,6 +236,7 @@ mod tests {
         s.insert(
             "n".into(),
             ParamSpec {
+                needs: Vec::new(),
                 ty: ParamType::Int,
                 help: "count".into(),
                 default: Some(3.into()),
@@ -211,6 +245,7 @@ mod tests {
         s.insert(
             "ips".into(),
             ParamSpec {
+                needs: Vec::new(),
                 ty: ParamType::List,
                 help: "ips".into(),
                 default: Some(Value::Array(vec![])),

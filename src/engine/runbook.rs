@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use rhai::{ASTNode, Dynamic, Expr, Map, Position, Scope, Stmt, AST};
 
-use super::params::{ParamSpec, ParamType};
+use super::params::{ParamSpec, ParamType, Service};
 use super::sandbox::{self, Limits};
 use super::Error;
 
@@ -225,6 +225,7 @@ fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
     let mut ty = None;
     let mut help = String::new();
     let mut default = None;
+    let mut needs = Vec::new();
     for (key, value) in spec {
         match key.as_str() {
             "type" => {
@@ -241,9 +242,22 @@ fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
                         .map_err(|e| format!("parameter {name}: default_value: {e}"))?,
                 )
             }
+            "needs" => {
+                let names: Vec<Dynamic> = match value.clone().try_cast::<rhai::Array>() {
+                    Some(list) => list,
+                    None => vec![value],
+                };
+                for n in names {
+                    let n =
+                        string_field(&n, "needs").map_err(|e| format!("parameter {name}: {e}"))?;
+                    needs.push(Service::parse(&n).ok_or_else(|| {
+                        format!("parameter {name}: needs: unknown service {n:?} (smtp, imap)")
+                    })?);
+                }
+            }
             other => {
                 return Err(format!(
-                    "parameter {name}: unknown field {other:?} (type, help, default_value)"
+                    "parameter {name}: unknown field {other:?} (type, help, default_value, needs)"
                 ))
             }
         }
@@ -253,7 +267,12 @@ fn param_spec(name: &str, spec: Dynamic) -> Result<ParamSpec, String> {
         ty.check(d)
             .map_err(|e| format!("parameter {name}: default_value: {e}"))?;
     }
-    Ok(ParamSpec { ty, help, default })
+    Ok(ParamSpec {
+        ty,
+        help,
+        default,
+        needs,
+    })
 }
 
 /// Rhai's keyword functions, callable without being registered.

@@ -304,14 +304,14 @@ impl OutcomeGroup {
         }
     }
 
-    /// An item in one line: its non-empty cells, joined.
+    /// An item in one line: its non-empty cells, joined by " · ".
     pub fn line(&self, item: &Value) -> String {
         self.columns
             .iter()
             .map(|c| Self::cell(item, c))
             .filter(|c| !c.is_empty())
             .collect::<Vec<_>>()
-            .join("  ")
+            .join(" · ")
     }
 }
 

@@ -254,3 +254,50 @@ pub fn missing(program: &str) -> String {
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+/// Runs Debian's headless Chromium (which `./test` installs) on a local page with `args`
+/// (`--screenshot=FILE`, `--dump-dom`...), with the flags this machine's closed network needs;
+/// returns what it printed on stdout.
+pub fn chromium(page: &Path, args: &[String]) -> String {
+    let profile = page.with_extension("chromium-profile");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", missing("chromium")));
+    assert!(
+        out.status.success(),
+        "chromium failed on {}",
+        page.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PNG screenshot's pixels that are within 8 of `rgb` on every channel.
+pub fn pixels_of(shot: &Path, rgb: [u8; 3]) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| {
+            p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8
+        })
+        .count()
+}
