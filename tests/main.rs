@@ -5,6 +5,7 @@ mod support;
 mod cli_errors;
 mod crash_resume;
 mod daemon;
+mod doctor;
 mod engine_behaviour;
 mod faults;
 mod mail;

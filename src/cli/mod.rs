@@ -5,6 +5,7 @@
 mod daemon;
 mod decide;
 mod demo;
+mod doctor;
 mod output;
 mod preflight;
 
@@ -171,6 +172,10 @@ enum Command {
     Verify,
     /// Run the SBG recovery end to end against the built-in simulator, in a fresh store.
     Demo,
+    /// Try this machine's OVH and mail settings, read-only: OVH's clock and the credentials
+    /// and their access rules, the SMTP server (nothing sent), the IMAP mailbox. Exit 0 when
+    /// everything configured works, 1 otherwise.
+    Doctor,
     /// Twins of a real account, for rehearsals.
     Twin {
         #[command(subcommand)]
@@ -591,6 +596,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Daemon { limits } => {
             daemon::run(&db, config_file.as_deref(), clock()?, limits.limits())
         }
+        Command::Doctor => doctor::run(config_file.as_deref()),
         Command::Twin {
             command: TwinCommand::Snapshot { out },
         } => twin_snapshot(&out),

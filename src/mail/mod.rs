@@ -58,6 +58,15 @@ pub enum Tls {
 }
 
 impl Tls {
+    /// How the config file names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tls::Tls => "tls",
+            Tls::Starttls => "starttls",
+            Tls::None => "no TLS",
+        }
+    }
+
     fn parse(s: &str) -> Option<Tls> {
         match s.to_ascii_lowercase().as_str() {
             "tls" | "implicit" => Some(Tls::Tls),

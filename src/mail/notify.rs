@@ -48,11 +48,22 @@ pub async fn send(cfg: &SmtpConfig, msg: &Outgoing) -> Result<(), Error> {
         .header(ContentType::TEXT_PLAIN)
         .body(msg.body.clone())
         .map_err(|e| err(e.to_string()))?;
+    transport(cfg)
+        .map_err(&err)?
+        .send(email)
+        .await
+        .map(drop)
+        .map_err(|e| err(e.to_string()))
+}
+
+/// The transport for `cfg`: TLS as configured, with its credentials.
+fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let mut transport = match cfg.tls {
-        Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
-            .map_err(|e| err(e.to_string()))?,
+        Tls::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
+        }
         Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-            .map_err(|e| err(e.to_string()))?,
+            .map_err(|e| e.to_string())?,
         Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
     }
     .port(cfg.port)
@@ -63,10 +74,19 @@ pub async fn send(cfg: &SmtpConfig, msg: &Outgoing) -> Result<(), Error> {
             password.expose().to_string(),
         ));
     }
-    transport
-        .build()
-        .send(email)
-        .await
-        .map(drop)
-        .map_err(|e| err(e.to_string()))
+    Ok(transport.build())
+}
+
+/// Connects to the server in `cfg` as sending would (TLS, authentication) and sends nothing:
+/// `lifeboat doctor`.
+pub async fn check(cfg: &SmtpConfig) -> Result<(), Error> {
+    let err = |detail: String| Error::Smtp {
+        server: format!("{}:{}", cfg.host, cfg.port),
+        detail,
+    };
+    match transport(cfg).map_err(err)?.test_connection().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(err("the server did not answer NOOP".to_string())),
+        Err(e) => Err(err(e.to_string())),
+    }
 }

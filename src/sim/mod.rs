@@ -460,10 +460,14 @@ fn authenticate(
     if header(headers, "X-Ovh-Signature") != Some(expected.as_str()) {
         return Err(refuse(400, "Invalid signature", "INVALID_SIGNATURE"));
     }
-    if !account
-        .access_rules
-        .iter()
-        .any(|r| r.allows(method, api_path))
+    // A consumer key may always read itself (an assumption: OVH's docs do not say which
+    // rules /auth/currentCredential needs).
+    let reads_itself = method == "GET" && api_path == "/auth/currentCredential";
+    if !reads_itself
+        && !account
+            .access_rules
+            .iter()
+            .any(|r| r.allows(method, api_path))
     {
         return Err(refuse(
             403,
@@ -716,6 +720,10 @@ fn handle(
     let mut w = sim.world();
     let epoch = sim.epoch;
     match (method, s.as_slice()) {
+        ("GET", ["auth", "currentCredential"]) => {
+            let rules: Vec<Value> = w.fixture.account.access_rules.iter().map(|r| json!({ "method": r.method, "path": r.path })).collect();
+            Ok(json!({ "credentialId": 1, "applicationId": 1, "status": "validated", "rules": rules, "expiration": null, "allowedIPs": null, "ovhSupport": false }))
+        }
         ("GET", ["dedicated", "server"]) => Ok(json!(w.fixture.servers.iter().map(|s| &s.name).collect::<Vec<_>>())),
         ("GET", ["dedicated", "server", name]) => {
             let (i, server) = w.fixture.servers.iter().enumerate().find(|(_, s)| s.name == *name).ok_or_else(|| missing(&format!("serviceName = {name}")))?;
