@@ -16,3 +16,4 @@ mod python_client;
 mod recoveries;
 mod runbooks;
 mod sim_rules;
+mod sim_tls;

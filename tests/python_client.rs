@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::BIN;
 
-const SCRIPT: &str = r#"
+pub const SCRIPT: &str = r#"
 import os, sys, time
 import ovh, ovh.client
 base = os.environ["SIM_URL"]
@@ -38,6 +38,11 @@ try:
 except ovh.exceptions.APIError as e:
     print("wrong secret", type(e).__name__, str(e).splitlines()[0].strip(), "query id" if e.query_id else "no query id")
 "#;
+
+/// What [`SCRIPT`] prints against the demo account.
+pub const EXPECTED: &str = "servers 5\nfilers [42, 43, 57]\ncan None\ntask genericMoveFloatingIp init\npolled done\nrouted ns5007001.ip-137-74-1.eu\n\
+refused 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone\n\
+wrong secret BadParametersError Invalid signature query id\n";
 
 /// The base URL in the simulator's first line: "# lifeboat sim: the OVH API at URL (...".
 pub fn sim_url(first_line: &str) -> String {
@@ -86,12 +91,7 @@ fn official_python_client_works_against_the_simulator() {
         crate::support::missing("OVH's Python client (ovh)")
     );
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "servers 5\nfilers [42, 43, 57]\ncan None\ntask genericMoveFloatingIp init\npolled done\nrouted ns5007001.ip-137-74-1.eu\n\
-refused 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone\n\
-wrong secret BadParametersError Invalid signature query id\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), EXPECTED);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod demo;
 mod doctor;
 mod output;
 mod preflight;
+mod sim;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -217,29 +218,7 @@ enum Command {
     },
     /// Serve the OVH API simulator; prints a comment with its base URL, then `export` lines a
     /// shell can paste or `eval`.
-    Sim {
-        /// The account to simulate (JSON, see docs/simulator.md); the built-in demo account if absent.
-        #[arg(long, value_name = "FILE")]
-        fixture: Option<String>,
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: String,
-        /// Run task durations this many times faster.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Also append every request to this JSONL file.
-        #[arg(long, value_name = "FILE")]
-        request_log: Option<PathBuf>,
-        /// Token for the /_sim admin endpoints (random if absent; printed).
-        #[arg(long, env = "LIFEBOAT_SIM_ADMIN_TOKEN")]
-        admin_token: Option<String>,
-        /// On Ctrl-C, write the account as it then is to this fixture file.
-        #[arg(long, value_name = "FILE")]
-        save: Option<PathBuf>,
-        /// Also write the `export` lines to this file (mode 600), for `source FILE`.
-        #[arg(long, value_name = "FILE")]
-        env_file: Option<PathBuf>,
-    },
+    Sim(sim::SimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,37 +301,6 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             e.exit_code()
         }
     }
-}
-
-/// A value as a POSIX shell reads it back: bare when it is plain, else single-quoted.
-fn shell_quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
-    if plain {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', "'\\''"))
-    }
-}
-
-/// Writes a file only its owner can read (it holds credentials).
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_error = |source| Error::File {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_error)?;
-    f.write_all(text.as_bytes()).map_err(file_error)
 }
 
 fn data_dir(db: Option<PathBuf>) -> Result<PathBuf, Error> {
@@ -661,23 +609,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Ovh {
             command: OvhCommand::Login { redirect },
         } => ovh_login(redirect),
-        Command::Sim {
-            fixture,
-            listen,
-            speed,
-            request_log,
-            admin_token,
-            save,
-            env_file,
-        } => sim(
-            fixture,
-            &listen,
-            speed,
-            request_log,
-            admin_token,
-            save,
-            env_file,
-        ),
+        Command::Sim(args) => sim::run(args),
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
                 path: file.clone(),
@@ -711,89 +643,6 @@ fn decide(
         no_resume: after.no_resume,
         limits: &after.limits,
     })
-}
-
-fn sim(
-    fixture: Option<String>,
-    listen: &str,
-    speed: f64,
-    request_log: Option<PathBuf>,
-    admin_token: Option<String>,
-    save: Option<PathBuf>,
-    env_file: Option<PathBuf>,
-) -> Result<u8, Error> {
-    use crate::sim::{Options, Sim};
-    if !(speed > 0.0 && speed.is_finite()) {
-        return Err(Error::Usage(format!(
-            "--speed must be a positive number, not {speed}"
-        )));
-    }
-    let demo = fixture.is_none();
-    let fixture = match &fixture {
-        Some(path) => Sim::load_fixture(path).map_err(|e| Error::Usage(e.to_string()))?,
-        None => Sim::demo_fixture(),
-    };
-    let account = fixture.account.clone();
-    let mut opts = Options {
-        speed,
-        request_log,
-        ..Options::default()
-    };
-    if let Some(token) = admin_token {
-        opts.admin_token = token;
-    }
-    let sim = Sim::new(fixture, opts).map_err(|e| Error::Usage(e.to_string()))?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| Error::Usage(format!("--listen {listen}: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Usage(e.to_string()))?;
-        let base = format!("http://{addr}/1.0");
-        let mut settings = vec![("OVH_ENDPOINT", base.clone())];
-        if demo {
-            settings.push(("OVH_APPLICATION_KEY", account.application_key.clone()));
-            settings.push(("OVH_APPLICATION_SECRET", account.application_secret.clone()));
-            settings.push(("OVH_CONSUMER_KEY", account.consumer_key.clone()));
-        }
-        settings.push(("LIFEBOAT_SIM_ADMIN_TOKEN", sim.admin_token().to_string()));
-        let exports: String = settings
-            .iter()
-            .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
-            .collect();
-        if let Some(path) = &env_file {
-            write_private(path, &exports)?;
-        }
-        let mut out = std::io::stdout().lock();
-        use std::io::Write as _;
-        let _ = writeln!(out, "# lifeboat sim: the OVH API at {base} (Ctrl-C stops it); paste these lines into your shell:");
-        let _ = write!(out, "{exports}");
-        if let Some(path) = &env_file {
-            let _ = writeln!(out, "# (also in {}: source it)", path.display());
-        }
-        let _ = out.flush();
-        drop(out);
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        crate::sim::serve(listener, sim.clone(), shutdown)
-            .await
-            .map_err(|e| Error::Usage(format!("simulator: {e}")))?;
-        if let Some(path) = save {
-            let json = serde_json::to_string_pretty(&sim.snapshot())
-                .map_err(|e| Error::Usage(e.to_string()))?;
-            std::fs::write(&path, json + "\n").map_err(|source| Error::File {
-                path: path.display().to_string(),
-                source,
-            })?;
-            eprintln!("saved the account's state to {}", path.display());
-        }
-        Ok::<(), Error>(())
-    })?;
-    Ok(0)
 }
 
 fn ovh_login(redirect: Option<String>) -> Result<u8, Error> {
@@ -837,6 +686,15 @@ fn client_options() -> Result<crate::ovh::ClientOptions, String> {
             format!("LIFEBOAT_OVH_RATE_LIMIT: expected requests per second, got {v:?}")
         })?;
         opts.rate_limit = Some(rate);
+    }
+    if let Some(path) = std::env::var_os("LIFEBOAT_OVH_CA_FILE").filter(|v| !v.is_empty()) {
+        let pem = std::fs::read(&path).map_err(|e| {
+            format!(
+                "LIFEBOAT_OVH_CA_FILE {}: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        opts.extra_ca_pem = Some(pem);
     }
     if let Ok(v) = std::env::var("LIFEBOAT_OVH_CONCURRENCY") {
         opts.concurrency = v

@@ -226,6 +226,8 @@ pub struct ClientOptions {
     pub rate_limit: Option<f64>,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Certificates (PEM) to trust besides the system's: a private CA, `lifeboat sim --tls`.
+    pub extra_ca_pem: Option<Vec<u8>>,
     /// How long task polls keep retrying 404 and 500 (OVH sometimes answers those for tasks
     /// that exist).
     pub task_poll_grace: Duration,
@@ -240,6 +242,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(30),
             rate_limit: None,
             concurrency: 16,
+            extra_ca_pem: None,
             task_poll_grace: Duration::from_secs(300),
         }
     }
@@ -305,16 +308,26 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(config: Config, opts: ClientOptions) -> Result<Client, Error> {
-        let http = reqwest::Client::builder()
+        let setup = |detail: String| Error::Transport {
+            method: "-".into(),
+            path: "-".into(),
+            detail,
+            sent: false,
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(opts.timeout)
-            .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Transport {
-                method: "-".into(),
-                path: "-".into(),
-                detail: e.to_string(),
-                sent: false,
-            })?;
+            .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &opts.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| setup(format!("the extra CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(setup(
+                    "the extra CA file holds no PEM certificate".to_string(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| setup(e.to_string()))?;
         Ok(Client {
             http,
             pace: pace::Pace::new(opts.rate_limit, opts.concurrency),

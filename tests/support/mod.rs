@@ -246,6 +246,23 @@ pub fn python() -> Command {
     Command::new(program)
 }
 
+/// Node.js with OVH's official client (`npm ovh`) on its module path: the one `./test` installs
+/// in `target/test-node` (it exports `LIFEBOAT_TEST_NODE_MODULES`).
+pub fn node() -> Command {
+    let modules = std::env::var("LIFEBOAT_TEST_NODE_MODULES").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-node/node_modules"),
+        PathBuf::from,
+    );
+    assert!(
+        modules.join("ovh/package.json").exists(),
+        "{}",
+        missing("OVH's Node.js client (npm ovh)")
+    );
+    let mut node = Command::new("node");
+    node.env("NODE_PATH", modules);
+    node
+}
+
 /// What a test says when a program it drives is missing: the one command that installs it.
 pub fn missing(program: &str) -> String {
     format!("{program} is not installed: run ./test (from the repository root), which installs what the tests need")
