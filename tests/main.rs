@@ -9,6 +9,7 @@ mod doctor;
 mod engine_behaviour;
 mod faults;
 mod mail;
+mod mail_tls;
 mod outcomes;
 mod ovh_client;
 mod power_cut;

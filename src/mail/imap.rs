@@ -4,7 +4,6 @@
 //! crash and a resume.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -27,6 +26,45 @@ type Session = async_imap::Session<Box<dyn Stream>>;
 pub struct Baseline {
     pub uid_validity: u32,
     pub uid_next: u32,
+}
+
+/// Reads the greeting and upgrades the connection with STARTTLS (RFC 3501 6.2.1), before the
+/// TLS handshake. Byte by byte: nothing the server sends after the tagged OK may be read here.
+async fn starttls(tcp: &mut TcpStream) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn line(tcp: &mut TcpStream) -> Result<String, String> {
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.len() < 8192 {
+            let n = tcp.read(&mut byte).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the server closed the connection before STARTTLS".to_string());
+            }
+            out.push(byte[0]);
+            if out.ends_with(b"\r\n") {
+                return Ok(String::from_utf8_lossy(&out).trim_end().to_string());
+            }
+        }
+        Err("an over-long line before STARTTLS".to_string())
+    }
+    let greeting = line(tcp).await?;
+    if !greeting.starts_with("* OK") {
+        return Err(format!("unexpected greeting {greeting:?}"));
+    }
+    tcp.write_all(b"S1 STARTTLS\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let reply = line(tcp).await?;
+        if reply.starts_with("S1 OK") {
+            return Ok(());
+        }
+        if reply.starts_with("S1 ") {
+            return Err(format!(
+                "the server refused STARTTLS ({reply}); lifeboat never logs in without TLS: use tls = \"tls\" (port 993) if it offers that"
+            ));
+        }
+    }
 }
 
 /// A connection to one mailbox, re-established on demand.
@@ -66,32 +104,38 @@ impl Watcher {
             server: server.clone(),
             detail,
         };
-        let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
+        let mut tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
             .await
             .map_err(|e| conn(e.to_string()))?;
+        let tls = |tcp: TcpStream| async {
+            let connector = super::tls::connector(&self.cfg.ca).map_err(conn)?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
+                .map_err(|e| conn(e.to_string()))?;
+            connector.connect(name, tcp).await.map_err(|e| {
+                conn(format!(
+                    "TLS: {}",
+                    super::tls::explain(&e.to_string(), "imap")
+                ))
+            })
+        };
         let stream: Box<dyn Stream> = match self.cfg.tls {
-            Tls::Tls => {
-                use rustls_platform_verifier::ConfigVerifierExt;
-                let config = tokio_rustls::rustls::ClientConfig::with_platform_verifier()
-                    .map_err(|e| conn(e.to_string()))?;
-                let name =
-                    tokio_rustls::rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
-                        .map_err(|e| conn(e.to_string()))?;
-                Box::new(
-                    tokio_rustls::TlsConnector::from(Arc::new(config))
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| conn(format!("TLS: {e}")))?,
-                )
+            Tls::Tls => Box::new(tls(tcp).await?),
+            Tls::Starttls => {
+                // The greeting and STARTTLS in plain text, then TLS before anything else; a
+                // server that does not offer it is refused, never used in plain text.
+                starttls(&mut tcp).await.map_err(conn)?;
+                Box::new(tls(tcp).await?)
             }
-            Tls::None | Tls::Starttls => Box::new(tcp),
+            Tls::None => Box::new(tcp),
         };
         let mut client = async_imap::Client::new(stream);
-        client
-            .read_response()
-            .await
-            .map_err(|e| conn(e.to_string()))?
-            .ok_or_else(|| conn("no greeting".into()))?;
+        if self.cfg.tls != Tls::Starttls {
+            client
+                .read_response()
+                .await
+                .map_err(|e| conn(e.to_string()))?
+                .ok_or_else(|| conn("no greeting".into()))?;
+        }
         let mut session = client
             .login(&self.cfg.user, self.cfg.password.expose())
             .await

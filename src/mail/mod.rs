@@ -12,6 +12,7 @@ pub mod imap;
 pub mod matcher;
 pub mod notifier;
 pub mod notify;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,8 @@ pub struct SmtpConfig {
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub from: String,
+    /// Certificates trusted besides the system's (`ca_file`).
+    pub ca: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +98,8 @@ pub struct ImapConfig {
     pub user: String,
     pub password: Secret,
     pub mailbox: String,
+    /// Certificates trusted besides the system's (`ca_file`).
+    pub ca: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// When lifeboat emails responders on its own.
@@ -129,6 +134,7 @@ struct FileSection {
     password: Option<String>,
     from: Option<String>,
     mailbox: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,9 +207,14 @@ impl MailConfig {
             s.password = var("PASSWORD").or(s.password);
             s.from = var("FROM").or(s.from);
             s.mailbox = var("MAILBOX").or(s.mailbox);
+            s.ca_file = var("CA_FILE").or(s.ca_file);
             Ok(s.host.clone().map(|h| (s, h)))
         };
 
+        let ca = |section: &str, file: &Option<String>| match file {
+            Some(f) => tls::read_ca(Path::new(f)).map_err(|m| bad(format!("{section} {m}"))),
+            None => Ok(Vec::new()),
+        };
         let smtp = match section("smtp", parsed.smtp)? {
             None => None,
             Some((s, host)) => {
@@ -220,6 +231,7 @@ impl MailConfig {
                     user: s.user,
                     password: s.password.map(Secret::new),
                     from: s.from.unwrap_or_else(|| "lifeboat@localhost".to_string()),
+                    ca: ca("smtp", &s.ca_file)?,
                 })
             }
         };
@@ -227,11 +239,9 @@ impl MailConfig {
             None => None,
             Some((s, host)) => {
                 let tls = tls_of(s.tls.as_deref(), Tls::Tls)
-                    .ok_or_else(|| bad("imap tls: expected tls or none".into()))?;
-                if tls == Tls::Starttls {
-                    return Err(bad("imap tls: starttls is not supported; use tls (port 993) or none (loopback)".into()));
-                }
+                    .ok_or_else(|| bad("imap tls: expected tls, starttls or none".into()))?;
                 Some(ImapConfig {
+                    ca: ca("imap", &s.ca_file)?,
                     port: s.port.unwrap_or(if tls == Tls::Tls { 993 } else { 143 }),
                     user: s.user.ok_or_else(|| bad("imap: user is required".into()))?,
                     password: Secret::new(s.password.ok_or_else(|| {

@@ -53,28 +53,55 @@ pub async fn send(cfg: &SmtpConfig, msg: &Outgoing) -> Result<(), Error> {
         .send(email)
         .await
         .map(drop)
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| err(explain(cfg, &e)))
 }
 
-/// The transport for `cfg`: TLS as configured, with its credentials.
+/// The transport for `cfg`: TLS as configured (the system's roots and `ca_file`), with its
+/// credentials offered as AUTH PLAIN or LOGIN.
 fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let mut transport = match cfg.tls {
-        Tls::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
+    use lettre::transport::smtp::authentication::Mechanism;
+    use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
+    let params = || -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(cfg.host.clone());
+        for der in &cfg.ca {
+            builder = builder.add_root_certificate(
+                Certificate::from_der(der.to_vec()).map_err(|e| e.to_string())?,
+            );
         }
-        Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-            .map_err(|e| e.to_string())?,
-        Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
-    }
-    .port(cfg.port)
-    .timeout(Some(Duration::from_secs(60)));
+        builder.build_rustls().map_err(|e| e.to_string())
+    };
+    let tls = match cfg.tls {
+        Tls::Tls => SmtpTls::Wrapper(params()?),
+        Tls::Starttls => SmtpTls::Required(params()?),
+        Tls::None => SmtpTls::None,
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
+        .tls(tls)
+        .port(cfg.port)
+        .timeout(Some(Duration::from_secs(60)));
     if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
-        transport = transport.credentials(Credentials::new(
-            user.clone(),
-            password.expose().to_string(),
-        ));
+        transport = transport
+            .credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ))
+            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     Ok(transport.build())
+}
+
+/// lettre's error as a responder reads it: a refused login names the user and the mechanisms,
+/// a certificate problem says what to do.
+fn explain(cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) -> String {
+    let text = e.to_string();
+    let code = e.status().map(|c| c.to_string());
+    match (&cfg.user, code.as_deref()) {
+        (Some(user), Some("535" | "534" | "530" | "454")) => format!(
+            "authentication as {user} refused (AUTH PLAIN or LOGIN): {text}; check [smtp] user and password"
+        ),
+        _ if e.is_tls() || text.contains("certificate") => super::tls::explain(&text, "smtp"),
+        _ => text,
+    }
 }
 
 /// Connects to the server in `cfg` as sending would (TLS, authentication) and sends nothing:
@@ -87,6 +114,6 @@ pub async fn check(cfg: &SmtpConfig) -> Result<(), Error> {
     match transport(cfg).map_err(err)?.test_connection().await {
         Ok(true) => Ok(()),
         Ok(false) => Err(err("the server did not answer NOOP".to_string())),
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(err(explain(cfg, &e))),
     }
 }

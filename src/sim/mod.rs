@@ -200,6 +200,7 @@ impl Sim {
                 user: None,
                 password: None,
                 from: "OVHcloud <noreply@ovhcloud.example>".to_string(),
+                ca: Vec::new(),
             };
             let msg = crate::mail::notify::Outgoing {
                 to: vec![email["to"].as_str().unwrap_or_default().to_string()],

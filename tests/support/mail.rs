@@ -33,13 +33,66 @@ fn wait_listening(port: u16, what: &str) {
 
 pub struct MailServer {
     pub dir: tempfile::TempDir,
+    /// IMAP: plain, or STARTTLS required when the server has TLS.
     pub imap_port: u16,
+    /// SMTP, plain and open: how tests put mail in the mailbox.
     pub smtp_port: u16,
+    /// The servers configured as production ones are, when started with a certificate.
+    pub tls: Option<TlsPorts>,
     smtpd: Child,
+    tls_smtpd: Option<Child>,
 }
+
+/// Where the TLS-only servers listen, and the CA that issued their certificate.
+pub struct TlsPorts {
+    /// Dovecot, implicit TLS (as on 993).
+    pub imaps: u16,
+    /// aiosmtpd requiring STARTTLS then AUTH (as on 587).
+    pub submission: u16,
+    /// aiosmtpd with implicit TLS, requiring AUTH (as on 465).
+    pub smtps: u16,
+    pub ca_file: PathBuf,
+}
+
+/// How the test's mail servers are set up.
+#[derive(Default)]
+pub struct MailOptions {
+    /// Serve TLS with this certificate (and require it, but on the plain SMTP test port).
+    pub cert: Option<super::tls::Issued>,
+    /// Dovecot does not advertise IDLE: clients must poll.
+    pub no_idle: bool,
+}
+
+/// aiosmtpd as a submission server: STARTTLS required then AUTH on one port, implicit TLS and
+/// AUTH on another, both delivering into the Maildir.
+const TLS_SMTPD: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+maildir, cert, key, submission, smtps, user, password = sys.argv[1:]
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
+    return AuthResult(success=ok, handled=False)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+a = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(submission), tls_context=ctx,
+               require_starttls=True, authenticator=check, auth_required=True)
+# TLS from the first byte: aiosmtpd does not count that as TLS for AUTH, so say it is fine.
+b = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(smtps), ssl_context=ctx,
+               authenticator=check, auth_required=True, auth_require_tls=False)
+a.start(); b.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
 
 impl MailServer {
     pub fn start() -> MailServer {
+        MailServer::start_with(MailOptions::default())
+    }
+
+    pub fn start_with(opts: MailOptions) -> MailServer {
         // Dovecot refuses to deliver as root: mail belongs to a system user.
         if !Command::new("id")
             .arg("vmail")
@@ -86,16 +139,32 @@ impl MailServer {
         )
         .unwrap();
         let imap_port = free_port();
+        let imaps_port = free_port();
         let lmtp_port = free_port();
         let root = d.display();
+        let ssl = match &opts.cert {
+            None => "ssl = no\ndisable_plaintext_auth = no\n".to_string(),
+            Some(c) => format!(
+                "ssl = required\nssl_cert = <{}\nssl_key = <{}\ndisable_plaintext_auth = yes\n",
+                c.cert.display(),
+                c.key.display()
+            ),
+        };
+        let imaps = if opts.cert.is_some() { imaps_port } else { 0 };
+        // Dovecot's own list, less IDLE.
+        let capability = if opts.no_idle {
+            "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ UIDPLUS NAMESPACE CHILDREN UNSELECT MOVE\n"
+        } else {
+            ""
+        };
         std::fs::write(
             d.join("dovecot.conf"),
             format!(
                 "protocols = imap lmtp\nlisten = 127.0.0.1\nbase_dir = {root}/run\nstate_dir = {root}/state\nlog_path = {root}/dovecot.log\n\
-ssl = no\nshutdown_clients = yes\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\nauth_username_format = %Ln\nmail_location = maildir:~/Maildir\n\
+{ssl}{capability}shutdown_clients = yes\nauth_mechanisms = plain login\nauth_username_format = %Ln\nmail_location = maildir:~/Maildir\n\
 first_valid_uid = 100\npassdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {root}/users\n}}\n\
 userdb {{\n  driver = passwd-file\n  args = username_format=%u {root}/users\n  default_fields = uid=vmail gid=vmail home={root}/mail/%u\n}}\n\
-service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n    ssl = yes\n  }}\n}}\n\
 service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
 protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
             ),
@@ -117,11 +186,42 @@ protocol lmtp {{\n  postmaster_address = postmaster@example.test\n}}\n"
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", super::missing("aiosmtpd")));
+        let (tls, tls_smtpd) = match &opts.cert {
+            None => (None, None),
+            Some(c) => {
+                let (submission, smtps) = (free_port(), free_port());
+                let mut child = super::python()
+                    .args(["-c", TLS_SMTPD])
+                    .arg(&maildir)
+                    .args([&c.cert, &c.key])
+                    .args([submission.to_string(), smtps.to_string()])
+                    .args([USER, PASSWORD])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{}: {e}", super::missing("aiosmtpd")));
+                let mut ready = String::new();
+                use std::io::BufRead as _;
+                std::io::BufReader::new(child.stdout.take().unwrap())
+                    .read_line(&mut ready)
+                    .unwrap();
+                assert_eq!(ready, "ready\n", "{}", super::missing("aiosmtpd"));
+                let ports = TlsPorts {
+                    imaps: imaps_port,
+                    submission,
+                    smtps,
+                    ca_file: c.ca_file.clone(),
+                };
+                (Some(ports), Some(child))
+            }
+        };
         let server = MailServer {
             dir,
             imap_port,
             smtp_port,
+            tls,
             smtpd,
+            tls_smtpd,
         };
         server.start_imap();
         wait_listening(smtp_port, "aiosmtpd");
@@ -240,5 +340,9 @@ impl Drop for MailServer {
             .status();
         let _ = self.smtpd.kill();
         let _ = self.smtpd.wait();
+        if let Some(child) = &mut self.tls_smtpd {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod lazyfs;
 pub mod mail;
 pub mod recovery;
 pub mod sim;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,304 @@
+//! Email the way production servers want it: Dovecot with `ssl = required` (STARTTLS on the
+//! IMAP port, implicit TLS on the IMAPS port) and aiosmtpd requiring STARTTLS then AUTH, or
+//! implicit TLS then AUTH, all with a certificate from a throwaway CA made by the test.
+
+use std::time::Duration;
+
+use crate::support::mail::{MailOptions, MailServer, ADDRESS, PASSWORD, USER};
+use crate::support::tls::TestCa;
+use crate::support::{finish, read_run_id, Env};
+
+/// How lifeboat reaches the TLS servers.
+#[derive(Clone, Copy)]
+enum Via {
+    /// SMTP submission with STARTTLS; IMAP with STARTTLS.
+    Starttls,
+    /// SMTPS and IMAPS: TLS from the first byte.
+    Implicit,
+}
+
+fn tls_server(ca: &TestCa, expired: bool, no_idle: bool) -> MailServer {
+    MailServer::start_with(MailOptions {
+        cert: Some(ca.issue(if expired { "expired" } else { "mail" }, expired)),
+        no_idle,
+    })
+}
+
+/// Settings for lifeboat against `mail`'s TLS servers; `trust`: with `ca_file`.
+fn env_for(mail: &MailServer, via: Via, trust: bool) -> Env {
+    let tls = mail.tls.as_ref().expect("a TLS mail server");
+    let (smtp_port, imap_port, mode) = match via {
+        Via::Starttls => (tls.submission, mail.imap_port, "starttls"),
+        Via::Implicit => (tls.smtps, tls.imaps, "tls"),
+    };
+    let mut env = Env::new()
+        .var("HOME", "/nonexistent")
+        .var("LIFEBOAT_SMTP_HOST", "127.0.0.1")
+        .var("LIFEBOAT_SMTP_PORT", smtp_port.to_string())
+        .var("LIFEBOAT_SMTP_TLS", mode)
+        .var("LIFEBOAT_SMTP_USER", USER)
+        .var("LIFEBOAT_SMTP_PASSWORD", PASSWORD)
+        .var("LIFEBOAT_SMTP_FROM", "lifeboat@example.test")
+        .var("LIFEBOAT_IMAP_HOST", "127.0.0.1")
+        .var("LIFEBOAT_IMAP_PORT", imap_port.to_string())
+        .var("LIFEBOAT_IMAP_TLS", mode)
+        .var("LIFEBOAT_IMAP_USER", USER)
+        .var("LIFEBOAT_IMAP_PASSWORD", PASSWORD);
+    if trust {
+        let ca = tls.ca_file.display().to_string();
+        env = env
+            .var("LIFEBOAT_SMTP_CA_FILE", &ca)
+            .var("LIFEBOAT_IMAP_CA_FILE", &ca);
+    }
+    env
+}
+
+fn without_ports(text: &str) -> String {
+    regex::Regex::new(r"127\.0\.0\.1:\d+")
+        .unwrap()
+        .replace_all(text, "127.0.0.1:PORT")
+        .into_owned()
+}
+
+#[test]
+fn notify_is_delivered_once_over_starttls_and_over_implicit_tls_with_auth() {
+    let ca = TestCa::new();
+    let mail = tls_server(&ca, false, false);
+    for (i, via) in [Via::Starttls, Via::Implicit].into_iter().enumerate() {
+        let env = env_for(&mail, via, true);
+        let rb = env.runbook(
+            "notify.rhai",
+            &format!("notify(#{{ to: [\"{ADDRESS}\"], subject: \"relinked {i}\", body: \"over TLS\" }});\n"),
+        );
+        env.run(&["run", &rb]).expect_code(0);
+        let delivered = mail.delivered();
+        assert_eq!(delivered.len(), i + 1, "{delivered:?}");
+        assert_eq!(
+            delivered
+                .iter()
+                .filter(|m| m.contains(&format!("Subject: relinked {i}")))
+                .count(),
+            1
+        );
+    }
+}
+
+const WAIT: &str = r#"
+let m = wait_email(#{ from: "ovh", subject: "Datastore (\\S+) restored as (restore-\\d+)", timeout: "2m", poll: "1s" });
+#{ via: m.via, datastore: m.captures[1] }
+"#;
+
+/// Waits until the run's wait for email is under way.
+fn wait_for_wait(env: &Env, run: &str) {
+    env.wait_for("the wait for email", || {
+        let out = env.run(&["status", run, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|s| {
+            s["steps"].as_array().is_some_and(|steps| {
+                steps.iter().any(|st| {
+                    st["state"] == "running"
+                        && st["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("wait for email"))
+                })
+            })
+        })
+    });
+}
+
+#[test]
+fn wait_email_over_imaps_survives_a_restart_and_over_starttls_wakes() {
+    let ca = TestCa::new();
+    let mail = tls_server(&ca, false, false);
+
+    let env = env_for(&mail, Via::Implicit, true);
+    let rb = env.runbook("wait.rhai", WAIT);
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    wait_for_wait(&env, &run);
+    mail.stop_imap();
+    std::thread::sleep(Duration::from_millis(1500));
+    mail.start_imap();
+    mail.send(
+        "OVHcloud <noreply@ovhcloud.example>",
+        "[OVHcloud] Datastore ssd-057 restored as restore-000057",
+        "after the restart",
+    );
+    let out = finish(child);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("\"datastore\":\"restore-000057\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("reconnecting"), "{}", out.stderr);
+
+    let env = env_for(&mail, Via::Starttls, true);
+    let rb = env.runbook("wait.rhai", WAIT);
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    wait_for_wait(&env, &run);
+    mail.send(
+        "OVHcloud <noreply@ovhcloud.example>",
+        "[OVHcloud] Datastore ssd-042 restored as restore-000042",
+        "over STARTTLS",
+    );
+    let out = finish(child);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("\"datastore\":\"restore-000042\""),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn wrong_passwords_are_clear_errors_and_never_written_anywhere() {
+    let ca = TestCa::new();
+    let mail = tls_server(&ca, false, false);
+    let wrong = "wrong-Pa55word-never-printed";
+    let env = env_for(&mail, Via::Starttls, true)
+        .var("LIFEBOAT_SMTP_PASSWORD", wrong)
+        .var("LIFEBOAT_IMAP_PASSWORD", wrong);
+    let doctor = env.run(&["doctor"]);
+    doctor.expect_code(1);
+    let text = without_ports(&doctor.stdout);
+    assert!(
+        text.contains("FAIL SMTP         SMTP 127.0.0.1:PORT: authentication as alice refused (AUTH PLAIN or LOGIN): permanent error (535): "),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL IMAP         IMAP 127.0.0.1:PORT: login refused for user alice: check the user and password\n"),
+        "{text}"
+    );
+
+    let rb = env.runbook(
+        "notify.rhai",
+        &format!("notify(#{{ to: [\"{ADDRESS}\"], subject: \"x\", body: \"y\" }});\n"),
+    );
+    let out = env.run(&["run", &rb]);
+    out.expect_code(1);
+    assert!(
+        without_ports(&out.stderr)
+            .contains("SMTP 127.0.0.1:PORT: authentication as alice refused (AUTH PLAIN or LOGIN)"),
+        "{}",
+        out.stderr
+    );
+    assert!(mail.delivered().is_empty());
+    let run = out.stdout.lines().next().unwrap().to_string();
+    let log = env.run(&["log", &run, "--json"]);
+    let export = env.run(&["export", &run]);
+    for (what, text) in [
+        ("doctor", format!("{}{}", doctor.stdout, doctor.stderr)),
+        ("run", format!("{}{}", out.stdout, out.stderr)),
+        ("log", log.stdout),
+        ("export", export.stdout),
+    ] {
+        assert!(!text.contains(wrong), "the password is in {what}: {text}");
+    }
+    // Nor in any byte of the store.
+    for entry in walk(&env.db()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes.windows(wrong.len()).any(|w| w == wrong.as_bytes()),
+            "the password is in {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_untrusted_or_expired_certificate_is_refused_with_what_to_do() {
+    let ca = TestCa::new();
+    let mail = tls_server(&ca, false, false);
+    let out = env_for(&mail, Via::Implicit, false).run(&["doctor"]);
+    out.expect_code(1);
+    let text = without_ports(&out.stdout);
+    assert!(
+        text.contains(
+            "FAIL SMTP         SMTP 127.0.0.1:PORT: the server's certificate is not trusted ("
+        ) && text.contains(
+            "set ca_file in [smtp] (or LIFEBOAT_SMTP_CA_FILE) to that CA's certificate (PEM)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "FAIL IMAP         IMAP 127.0.0.1:PORT: TLS: the server's certificate is not trusted ("
+        ) && text.contains(
+            "set ca_file in [imap] (or LIFEBOAT_IMAP_CA_FILE) to that CA's certificate (PEM)\n"
+        ),
+        "{text}"
+    );
+    drop(mail);
+
+    // The same CA trusted, but the certificate has expired: refused all the same.
+    let expired = tls_server(&ca, true, false);
+    let out = env_for(&expired, Via::Starttls, true).run(&["doctor"]);
+    out.expect_code(1);
+    let text = without_ports(&out.stdout);
+    assert!(
+        text.contains(
+            "FAIL SMTP         SMTP 127.0.0.1:PORT: the server's certificate has expired ("
+        ) && text.contains(
+            "FAIL IMAP         IMAP 127.0.0.1:PORT: TLS: the server's certificate has expired ("
+        ),
+        "{text}"
+    );
+    assert!(expired.delivered().is_empty());
+}
+
+#[test]
+fn without_idle_the_wait_polls_and_still_wakes_on_the_email() {
+    let ca = TestCa::new();
+    let mail = tls_server(&ca, false, true);
+    // The server really does not offer IDLE.
+    let tls = mail.tls.as_ref().unwrap();
+    let caps = crate::support::python()
+        .args([
+            "-c",
+            "import imaplib, ssl, sys\nc = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ssl.create_default_context(cafile=sys.argv[2]))\nc.login(sys.argv[3], sys.argv[4])\nprint(' '.join(c.capabilities))",
+            &tls.imaps.to_string(),
+            tls.ca_file.to_str().unwrap(),
+            USER,
+            PASSWORD,
+        ])
+        .output()
+        .unwrap();
+    let caps = String::from_utf8_lossy(&caps.stdout).into_owned();
+    assert!(
+        caps.contains("IMAP4REV1") && !caps.contains("IDLE"),
+        "{caps}"
+    );
+
+    let env = env_for(&mail, Via::Implicit, true);
+    let rb = env.runbook("wait.rhai", WAIT);
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    wait_for_wait(&env, &run);
+    mail.send(
+        "OVHcloud <noreply@ovhcloud.example>",
+        "[OVHcloud] Datastore ssd-043 restored as restore-000043",
+        "found by polling",
+    );
+    let out = finish(child);
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .contains("\"datastore\":\"restore-000043\",\"via\":\"email\""),
+        "{}",
+        out.stdout
+    );
+}
