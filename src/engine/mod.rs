@@ -10,6 +10,7 @@
 //! The engine owns no terminal and no socket: progress goes to an [`Observer`], time comes
 //! from a [`Clock`], and the control API reaches live runs through [`LiveRuns`].
 
+pub mod diagnostics;
 pub mod lane;
 pub mod mail_api;
 pub mod ovh_api;
@@ -33,8 +34,9 @@ use crate::journal::{
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
 
+use diagnostics::{error_location, plain_message};
 use run::{is_stop, lock, RunContext};
-use runbook::{error_location, plain_message, script_scope};
+use runbook::script_scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

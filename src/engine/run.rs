@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, Position, AST};
 use serde_json::Value;
 
+use super::diagnostics::{error_location, plain_message};
 use super::lane::{self, Body, NoPosition};
-use super::runbook::{error_location, plain_message};
 use super::sandbox::Limits;
 use super::step::{OnFailure, StepOptions};
 use super::{Error, Observer, Progress, RunOptions};

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use rhai::{ASTNode, Dynamic, Expr, Map, Position, Scope, Stmt, AST};
 
+use super::diagnostics::plain_message;
 use super::params::{ParamSpec, ParamType, Service};
 use super::sandbox::{self, Limits};
 use super::Error;
@@ -357,44 +358,6 @@ fn check_calls(ast: &AST, path: &str, known: &HashSet<String>) -> Result<(), Err
         column: pos.position().unwrap_or(0),
         message: format!("unknown function {name}{suggestion}"),
     })
-}
-
-/// An evaluation error's message without Rhai's "(line x, position y)" suffix.
-pub fn plain_message(err: &rhai::EvalAltResult) -> String {
-    match err.unwrap_inner() {
-        rhai::EvalAltResult::ErrorRuntime(value, _) => {
-            // A structured failure (the `ovh` object's error maps) reads as its message, never
-            // as a raw map on the terminal.
-            let message = value.read_lock::<rhai::Map>().and_then(|m| {
-                m.get("message")
-                    .and_then(|v| v.clone().into_immutable_string().ok())
-            });
-            match message {
-                Some(m) => m.to_string(),
-                None => value.to_string(),
-            }
-        }
-        other => {
-            let text = other.to_string();
-            match text.rfind(" (line ") {
-                Some(i) if text.ends_with(')') => text[..i].to_string(),
-                _ => text,
-            }
-        }
-    }
-}
-
-/// Where an evaluation error happened, as `path:line:column`, from the innermost position.
-pub fn error_location(path: &str, err: &rhai::EvalAltResult) -> String {
-    let mut pos = err.unwrap_inner().position();
-    if pos.is_none() {
-        pos = err.position();
-    }
-    match (pos.line(), pos.position()) {
-        (Some(line), Some(col)) => format!("{path}:{line}:{col}"),
-        (Some(line), None) => format!("{path}:{line}"),
-        _ => path.to_string(),
-    }
 }
 
 #[cfg(test)]
