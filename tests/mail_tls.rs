@@ -177,9 +177,9 @@ fn wrong_passwords_are_clear_errors_and_never_written_anywhere() {
     );
     let out = env.run(&["run", &rb]);
     out.expect_code(1);
+    // At once: a refused login is not tried again.
     assert!(
-        without_ports(&out.stderr)
-            .contains("SMTP 127.0.0.1:PORT: authentication as alice refused (AUTH PLAIN or LOGIN)"),
+        without_ports(&out.stderr).contains("  ✗ notify: x: failed after 1 attempt(s): SMTP 127.0.0.1:PORT: authentication as alice refused (AUTH PLAIN or LOGIN): permanent error (535): "),
         "{}",
         out.stderr
     );
@@ -242,6 +242,25 @@ fn an_untrusted_or_expired_certificate_is_refused_with_what_to_do() {
         ),
         "{text}"
     );
+    // A wait against it ends at once with the same words, instead of reconnecting until its
+    // timeout.
+    let env = env_for(&mail, Via::Implicit, false);
+    let rb = env.runbook("wait.rhai", WAIT);
+    let started = std::time::Instant::now();
+    let out = env.run(&["run", &rb]);
+    out.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        without_ports(&out.stderr)
+            .contains("IMAP 127.0.0.1:PORT: TLS: the server's certificate is not trusted ("),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("reconnecting"), "{}", out.stderr);
     drop(mail);
 
     // The same CA trusted, but the certificate has expired: refused all the same.

@@ -27,8 +27,13 @@ pub struct MailAccess {
 
 pub(crate) const FUNCTIONS: &[&str] = &["notify", "wait_email"];
 
+/// A mail error as the runbook sees it; `final` when trying again cannot help, so the step
+/// fails at once instead of retrying.
 fn mail_error(e: &MailError, pos: Position) -> Box<rhai::EvalAltResult> {
-    error_value(json!({ "message": e.to_string() }), pos)
+    error_value(
+        json!({ "message": e.to_string(), "final": e.is_permanent() }),
+        pos,
+    )
 }
 
 fn string_list(v: &Dynamic) -> Vec<String> {

@@ -817,7 +817,10 @@ impl RunContext {
                 }
             }
             let patient = transient && self.clock.now() < patience_ends;
-            if attempt < last || patient {
+            // A failure that says trying again cannot help (`final: true`: a refused login, an
+            // unacceptable certificate) takes no further attempt.
+            let final_failure = detail.get("final") == Some(&Value::Bool(true));
+            if (attempt < last || patient) && !final_failure {
                 let wait = if attempt < last {
                     opts.backoff_after(attempt)
                 } else {

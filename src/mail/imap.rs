@@ -112,10 +112,13 @@ impl Watcher {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
                 .map_err(|e| conn(e.to_string()))?;
             connector.connect(name, tcp).await.map_err(|e| {
-                conn(format!(
-                    "TLS: {}",
-                    super::tls::explain(&e.to_string(), "imap")
-                ))
+                match super::tls::explain(&e.to_string(), "imap") {
+                    (detail, true) => Error::ImapCertificate {
+                        server: server.clone(),
+                        detail,
+                    },
+                    (detail, false) => conn(format!("TLS: {detail}")),
+                }
             })
         };
         let stream: Box<dyn Stream> = match self.cfg.tls {

@@ -29,8 +29,14 @@ pub enum Error {
         what: &'static str,
         section: &'static str,
     },
+    /// `permanent`: trying again cannot help (the login was refused, the certificate is not
+    /// acceptable); otherwise the server or the network may recover.
     #[error("SMTP {server}: {detail}")]
-    Smtp { server: String, detail: String },
+    Smtp {
+        server: String,
+        detail: String,
+        permanent: bool,
+    },
     #[error("IMAP {server}: login refused for user {user}: check the user and password")]
     ImapAuth { server: String, user: String },
     #[error("IMAP {server}: mailbox {mailbox:?}: {detail}")]
@@ -42,8 +48,27 @@ pub enum Error {
     /// The connection failed or dropped: worth reconnecting.
     #[error("IMAP {server}: {detail}")]
     ImapConnection { server: String, detail: String },
+    /// The server's certificate is not acceptable: reconnecting would meet the same one.
+    #[error("IMAP {server}: TLS: {detail}")]
+    ImapCertificate { server: String, detail: String },
     #[error("{0}")]
     Pattern(String),
+}
+
+impl Error {
+    /// Trying again cannot help: a person must change the settings or the server.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Smtp { permanent, .. } => *permanent,
+            Error::ImapConnection { .. } => false,
+            Error::Config { .. }
+            | Error::NotConfigured { .. }
+            | Error::ImapAuth { .. }
+            | Error::ImapMailbox { .. }
+            | Error::ImapCertificate { .. }
+            | Error::Pattern(_) => true,
+        }
+    }
 }
 
 /// How a connection is secured.

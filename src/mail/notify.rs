@@ -25,6 +25,7 @@ pub async fn send(cfg: &SmtpConfig, msg: &Outgoing) -> Result<(), Error> {
     let err = |detail: String| Error::Smtp {
         server: server.clone(),
         detail,
+        permanent: true,
     };
     if msg.to.is_empty() {
         return Err(err("no recipient".into()));
@@ -53,7 +54,7 @@ pub async fn send(cfg: &SmtpConfig, msg: &Outgoing) -> Result<(), Error> {
         .send(email)
         .await
         .map(drop)
-        .map_err(|e| err(explain(cfg, &e)))
+        .map_err(|e| explain(cfg, &e))
 }
 
 /// The transport for `cfg`: TLS as configured (the system's roots and `ca_file`), with its
@@ -91,16 +92,22 @@ fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Str
 }
 
 /// lettre's error as a responder reads it: a refused login names the user and the mechanisms,
-/// a certificate problem says what to do.
-fn explain(cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) -> String {
+/// a certificate problem says what to do; both are permanent, as is any 5xx answer.
+fn explain(cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) -> Error {
     let text = e.to_string();
     let code = e.status().map(|c| c.to_string());
-    match (&cfg.user, code.as_deref()) {
-        (Some(user), Some("535" | "534" | "530" | "454")) => format!(
-            "authentication as {user} refused (AUTH PLAIN or LOGIN): {text}; check [smtp] user and password"
+    let (detail, permanent) = match (&cfg.user, code.as_deref()) {
+        (Some(user), Some("535" | "534" | "530" | "454")) => (
+            format!("authentication as {user} refused (AUTH PLAIN or LOGIN): {text}; check [smtp] user and password"),
+            true,
         ),
         _ if e.is_tls() || text.contains("certificate") => super::tls::explain(&text, "smtp"),
-        _ => text,
+        _ => (text, e.is_permanent()),
+    };
+    Error::Smtp {
+        server: format!("{}:{}", cfg.host, cfg.port),
+        detail,
+        permanent,
     }
 }
 
@@ -110,10 +117,11 @@ pub async fn check(cfg: &SmtpConfig) -> Result<(), Error> {
     let err = |detail: String| Error::Smtp {
         server: format!("{}:{}", cfg.host, cfg.port),
         detail,
+        permanent: true,
     };
     match transport(cfg).map_err(err)?.test_connection().await {
         Ok(true) => Ok(()),
         Ok(false) => Err(err("the server did not answer NOOP".to_string())),
-        Err(e) => Err(err(explain(cfg, &e))),
+        Err(e) => Err(explain(cfg, &e)),
     }
 }

@@ -40,11 +40,16 @@ pub fn connector(extra: &[CertificateDer<'static>]) -> Result<tokio_rustls::TlsC
 }
 
 /// A TLS failure as a responder reads it: what is wrong with the server's certificate and what
-/// to do, for the `[section]` of the configuration. Other failures pass through.
-pub fn explain(detail: &str, section: &str) -> String {
+/// to do, for the `[section]` of the configuration, and whether it was the certificate (which
+/// trying again cannot change). Other failures pass through.
+pub fn explain(detail: &str, section: &str) -> (String, bool) {
     let upper = section.to_uppercase();
     let has = |s: &str| detail.contains(s);
-    if has("UnknownIssuer") || has("not trusted") || has("self-signed") || has("self signed") {
+    let text = if has("UnknownIssuer")
+        || has("not trusted")
+        || has("self-signed")
+        || has("self signed")
+    {
         format!(
             "the server's certificate is not trusted ({detail}): if a private CA issued it, set ca_file in [{section}] (or LIFEBOAT_{upper}_CA_FILE) to that CA's certificate (PEM)"
         )
@@ -55,6 +60,7 @@ pub fn explain(detail: &str, section: &str) -> String {
             "the server's certificate is not for this host name ({detail}): connect by the name the certificate carries"
         )
     } else {
-        detail.to_string()
-    }
+        return (detail.to_string(), false);
+    };
+    (text, true)
 }
