@@ -274,7 +274,14 @@ fn effects_outside_a_step_and_nested_steps_are_refused() {
 fn sandbox_has_no_files_processes_or_network() {
     let env = Env::new();
     for (src, what) in [
-        ("import \"os\" as os;\n", "Module not found"),
+        (
+            "import \"os\" as os;\n",
+            "import \"os\": no file \"os\" beside ",
+        ),
+        (
+            "import \"/etc/passwd.txt\" as p;\n",
+            "import \"/etc/passwd.txt\": a module is a .rhai file",
+        ),
         ("open_file(\"/etc/passwd\")\n", "unknown function open_file"),
         (
             "timestamp()\n",

@@ -10,6 +10,7 @@ mod engine_behaviour;
 mod faults;
 mod mail;
 mod mail_tls;
+mod modules;
 mod outcomes;
 mod ovh_client;
 mod power_cut;

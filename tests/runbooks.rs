@@ -67,7 +67,10 @@ fn runbook_language_and_readme_examples_check_and_run() {
     ));
     assert!(blocks.len() >= 8, "found {} examples", blocks.len());
     for (i, block) in blocks.iter().enumerate() {
-        let env = Env::new().var("LIFEBOAT_CLOCK", "1000");
+        // The shipped modules, for the examples that import them (the search path).
+        let env = Env::new()
+            .var("LIFEBOAT_CLOCK", "1000")
+            .var("LIFEBOAT_MODULE_PATH", repo("runbooks"));
         let rb = env.runbook(&format!("example{i}.rhai"), block);
         env.run(&["check", &rb]).expect_code(0);
         if block.starts_with("// needs: ") {

@@ -17,6 +17,19 @@ use crate::sim::{Options, Sim};
 
 const RUNBOOK_PATH: &str = "runbooks/sbg-full-recovery.rhai";
 const RUNBOOK: &str = include_str!("../../runbooks/sbg-full-recovery.rhai");
+/// The modules it imports, embedded likewise: the demo reads no file.
+const MODULES: &[(&str, &str, &str)] = &[
+    (
+        "lib/pcc-relink",
+        "runbooks/lib/pcc-relink.rhai",
+        include_str!("../../runbooks/lib/pcc-relink.rhai"),
+    ),
+    (
+        "lib/ovh-ip",
+        "runbooks/lib/ovh-ip.rhai",
+        include_str!("../../runbooks/lib/ovh-ip.rhai"),
+    ),
+];
 /// OVH's tasks run this many times faster in the demo: a six-hour copy takes six seconds.
 const SPEED: f64 = 3600.0;
 
@@ -97,7 +110,20 @@ pub fn run() -> Result<u8, Error> {
         runtime: runtime.handle().clone(),
     });
 
-    let runbook = Runbook::from_source(RUNBOOK_PATH, RUNBOOK.to_string(), &Limits::default())?;
+    let modules = MODULES
+        .iter()
+        .map(|(import, file, source)| crate::journal::ModuleFile {
+            import: import.to_string(),
+            file: file.to_string(),
+            source: source.to_string(),
+        })
+        .collect();
+    let runbook = Runbook::from_stored(
+        RUNBOOK_PATH,
+        RUNBOOK.to_string(),
+        modules,
+        &Limits::default(),
+    )?;
     // Given as an operator would on the command line; the runbook's defaults fill the rest.
     let mapping = json!({
         "178.32.10.1/32": "ns5007001.ip-137-74-1.eu",

@@ -27,15 +27,35 @@ pub fn plain_message(err: &rhai::EvalAltResult) -> String {
     }
 }
 
-/// Where an evaluation error happened, as `path:line:column`, from the innermost position.
+/// Where an evaluation error happened, as `path:line:column`, from the innermost position; in
+/// the module file when it happened in a module's function.
 pub fn error_location(path: &str, err: &rhai::EvalAltResult) -> String {
     let mut pos = err.unwrap_inner().position();
     if pos.is_none() {
         pos = err.position();
     }
+    let file = innermost_source(err).unwrap_or_else(|| path.to_string());
     match (pos.line(), pos.position()) {
-        (Some(line), Some(col)) => format!("{path}:{line}:{col}"),
-        (Some(line), None) => format!("{path}:{line}"),
-        _ => path.to_string(),
+        (Some(line), Some(col)) => format!("{file}:{line}:{col}"),
+        (Some(line), None) => format!("{file}:{line}"),
+        _ => file,
+    }
+}
+
+/// The source (file) of the innermost function call an error went through, if it names one.
+fn innermost_source(err: &rhai::EvalAltResult) -> Option<String> {
+    use rhai::EvalAltResult as E;
+    let mut found = None;
+    let mut e = err;
+    loop {
+        match e {
+            E::ErrorInFunctionCall(_, source, inner, _) | E::ErrorInModule(source, inner, _) => {
+                if !source.is_empty() {
+                    found = Some(source.clone());
+                }
+                e = inner;
+            }
+            _ => return found,
+        }
     }
 }

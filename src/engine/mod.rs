@@ -13,6 +13,7 @@
 pub mod diagnostics;
 pub mod lane;
 pub mod mail_api;
+pub mod modules;
 pub mod ovh_api;
 pub mod params;
 pub mod run;
@@ -406,6 +407,7 @@ impl Engine {
                 rto_secs: runbook.declaration.rto_secs,
             },
             source: runbook.source.clone(),
+            modules: runbook.modules.clone(),
             params,
             pre_approved,
             mode,
@@ -449,9 +451,12 @@ impl Engine {
         };
         let runbook = match replacement {
             Some(rb) => rb,
-            None => {
-                Runbook::from_source(&record.runbook.path, record.source.clone(), &self.limits)?
-            }
+            None => Runbook::from_stored(
+                &record.runbook.path,
+                record.source.clone(),
+                record.modules.clone(),
+                &self.limits,
+            )?,
         };
         let events = self.journal.events(id)?;
         let view = RunView::from_events(&events)?;
@@ -552,6 +557,7 @@ impl Engine {
         script_api::register(&mut engine, ctx.clone());
         ovh_api::register(&mut engine, ctx.clone(), self.ovh.clone());
         mail_api::register(&mut engine, ctx.clone(), self.mail.clone());
+        modules::install(&mut engine, &runbook.ast, &runbook.modules)?;
         let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
             .ok()
             .and_then(|d| d.try_cast::<rhai::Map>())

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use rhai::{ASTNode, Dynamic, Expr, Map, Position, Scope, Stmt, AST};
 
 use super::diagnostics::plain_message;
+use super::modules::{self, ModuleFile};
 use super::params::{ParamSpec, ParamType, Service};
 use super::sandbox::{self, Limits};
 use super::Error;
@@ -37,6 +38,8 @@ pub struct Runbook {
     pub declaration: Declaration,
     /// What the runbook will reach outside lifeboat, read from its code before it runs.
     pub needs: Needs,
+    /// The modules it imports (and theirs), each before whoever imports it.
+    pub modules: Vec<ModuleFile>,
 }
 
 /// The services a runbook's code uses, so that their configuration is checked before a run
@@ -75,7 +78,7 @@ impl Needs {
 }
 
 impl Runbook {
-    /// Reads and compiles the runbook at `path`.
+    /// Reads and compiles the runbook at `path`, with the modules it imports.
     pub fn load(path: &str, limits: &Limits) -> Result<Runbook, Error> {
         let source = std::fs::read_to_string(path).map_err(|e| Error::RunbookUnreadable {
             path: path.to_string(),
@@ -84,27 +87,72 @@ impl Runbook {
         Runbook::from_source(path, source, limits)
     }
 
-    /// Compiles `source`, naming it `path` in errors.
+    /// Compiles `source`, naming it `path` in errors; its imports are read from the files
+    /// beside `path`.
     pub fn from_source(path: &str, source: String, limits: &Limits) -> Result<Runbook, Error> {
+        Runbook::build(path, source, None, limits)
+    }
+
+    /// Compiles `source` with modules already read (a run's header, an embedded runbook):
+    /// no file is touched.
+    pub fn from_stored(
+        path: &str,
+        source: String,
+        modules: Vec<ModuleFile>,
+        limits: &Limits,
+    ) -> Result<Runbook, Error> {
+        Runbook::build(path, source, Some(modules), limits)
+    }
+
+    fn build(
+        path: &str,
+        source: String,
+        stored: Option<Vec<ModuleFile>>,
+        limits: &Limits,
+    ) -> Result<Runbook, Error> {
         let engine = sandbox::new_engine(limits);
-        let mut ast = engine
-            .compile_with_scope(&compile_scope(), &source)
-            .map_err(|e| Error::Compile {
-                path: path.to_string(),
-                line: e.position().line().unwrap_or(0),
-                column: e.position().position().unwrap_or(0),
-                message: e.err_type().to_string(),
-            })?;
-        ast.set_source(path);
-        check_calls(&ast, path, &known_functions(&engine, &ast))?;
+        let compile = |path: &str, source: &str| -> Result<AST, Error> {
+            let mut ast = engine
+                .compile_with_scope(&compile_scope(), source)
+                .map_err(|e| Error::Compile {
+                    path: path.to_string(),
+                    line: e.position().line().unwrap_or(0),
+                    column: e.position().position().unwrap_or(0),
+                    message: e.err_type().to_string(),
+                })?;
+            ast.set_source(path);
+            Ok(ast)
+        };
+        let ast = compile(path, &source)?;
+        let modules = match stored {
+            Some(modules) => modules,
+            None => modules::resolve(path, &ast, &compile)?,
+        };
+        let aliases = modules::functions_by_alias(&ast, &modules, &compile)?;
+        check_calls(&ast, path, &known_functions(&engine, &ast), &aliases)?;
+        let mut needs = Needs::of(&ast);
+        for m in &modules {
+            let module_ast = compile(&m.file, &m.source)?;
+            let module_aliases = modules::functions_by_alias(&module_ast, &modules, &compile)?;
+            check_calls(
+                &module_ast,
+                &m.file,
+                &known_functions(&engine, &module_ast),
+                &module_aliases,
+            )?;
+            let n = Needs::of(&module_ast);
+            needs.ovh |= n.ovh;
+            needs.smtp |= n.smtp;
+            needs.imap |= n.imap;
+        }
         let declaration = read_declaration(&ast, path, limits)?;
-        let needs = Needs::of(&ast);
         Ok(Runbook {
             needs,
             path: path.to_string(),
             source,
             ast: Arc::new(ast),
             declaration,
+            modules,
         })
     }
 }
@@ -321,7 +369,12 @@ fn known_functions(engine: &rhai::Engine, ast: &AST) -> HashSet<String> {
 
 /// Refuses a call to a function that does not exist, before anything runs: a typo in a step
 /// that comes after a six-hour wait must not be found after the wait.
-fn check_calls(ast: &AST, path: &str, known: &HashSet<String>) -> Result<(), Error> {
+fn check_calls(
+    ast: &AST,
+    path: &str,
+    known: &HashSet<String>,
+    aliases: &BTreeMap<String, Vec<String>>,
+) -> Result<(), Error> {
     let mut unknown: Option<(String, Position)> = None;
     ast.walk(&mut |nodes| {
         let (call, pos) = match nodes.last() {
@@ -332,11 +385,18 @@ fn check_calls(ast: &AST, path: &str, known: &HashSet<String>) -> Result<(), Err
             _ => return true,
         };
         let name = call.name.as_str();
-        if call.is_operator_call()
-            || call.is_qualified()
-            || name.starts_with("anon$")
-            || known.contains(name)
-        {
+        if call.is_qualified() {
+            // `ip::move_one`: the module imported as `ip` must have it.
+            let root = call.namespace.root();
+            return match aliases.get(root) {
+                Some(fns) if !fns.iter().any(|f| f == name) => {
+                    unknown = Some((format!("{root}::{name}"), pos));
+                    false
+                }
+                _ => true,
+            };
+        }
+        if call.is_operator_call() || name.starts_with("anon$") || known.contains(name) {
             return true;
         }
         unknown = Some((name.to_string(), pos));

@@ -21,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use event::{Decision, Event, EventRecord, PauseReason};
-pub use run::{GroupTally, Mode, RunId, RunRecord, RunState, RunbookInfo, Verdict};
+pub use run::{GroupTally, Mode, ModuleFile, RunId, RunRecord, RunState, RunbookInfo, Verdict};
 pub use step_state::{
     AttemptRecord, DecisionRecord, Entry, LogLine, OutcomeGroup, RunView, StepState,
 };
@@ -409,6 +409,7 @@ mod tests {
                 rto_secs: None,
             },
             source: "1".into(),
+            modules: Vec::new(),
             params: Default::default(),
             pre_approved: vec![],
             mode: Mode::Normal,

@@ -227,6 +227,16 @@ pub enum Mode {
     Plan,
 }
 
+/// A module a runbook imports, as stored with its run: replayed from here, never re-read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFile {
+    /// The path as the `import` statement wrote it: what the engine resolves at run time.
+    pub import: String,
+    /// The file it was read from, for error messages.
+    pub file: String,
+    pub source: String,
+}
+
 /// The stored header of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -234,6 +244,9 @@ pub struct RunRecord {
     pub runbook: RunbookInfo,
     /// The runbook's source as it was when the run started: resume replays this, not the file.
     pub source: String,
+    /// The modules it imports, likewise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<ModuleFile>,
     pub params: serde_json::Map<String, Value>,
     /// Gates approved in advance (`--approve GATE`, `--approve all`).
     #[serde(default)]
