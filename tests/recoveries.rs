@@ -384,6 +384,30 @@ fn the_demo_runs_with_nothing_configured() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("state:     succeeded, partial\n"));
+    // The demo's report says the same, in every format: the refused IP, OVH's reason and query
+    // id, and the partial verdict.
+    let report = |format: &str| {
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["--db", db, "report", run, "--format", format])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let md = report("md");
+    assert!(
+        md.contains("\n## Outcome: partial — datastores: 3 of 3 recovered; failover IPs: 4 of 5 recovered\n")
+            && md.contains("| 178.32.10.30/32 | ns5009001.ip-142-44-1.net | refused | 178.32.10.30/32 cannot be moved from SBG (sbg4) to BHS (bhs6): a failover IP cannot leave its zone (OVH query id SIM."),
+        "{md}"
+    );
+    let json: Value = serde_json::from_str(&report("json")).unwrap();
+    assert_eq!(json["outcome"], "partial");
+    assert_eq!(json["verdict"]["not_recovered"], 1);
+    let html = report("html");
+    assert!(
+        html.contains("<tr class=\"missed\"><td>178.32.10.30/32</td>")
+            && html.contains("a failover IP cannot leave its zone (OVH query id SIM."),
+        "{html}"
+    );
     let _ = std::fs::remove_dir_all(db);
 }
 
