@@ -5,7 +5,7 @@ use lifeboat::sim::Sim;
 
 use crate::support::mail::{MailServer, PASSWORD, USER};
 use crate::support::recovery::Recovery;
-use crate::support::Env;
+use crate::support::{without_ports, Env};
 
 /// The settings `lifeboat sim` prints, for the simulator of `r`, and those of `mail`.
 fn settings(r: &Recovery, mail: Option<&MailServer>) -> Env {
@@ -19,14 +19,6 @@ fn settings(r: &Recovery, mail: Option<&MailServer>) -> Env {
         .unwrap_or_default()
         .into_iter()
         .fold(env, |env, (k, v)| env.var(&k, v))
-}
-
-/// The doctor's output with the servers' ports replaced by PORT.
-fn without_ports(text: &str) -> String {
-    regex::Regex::new(r"127\.0\.0\.1:\d+")
-        .unwrap()
-        .replace_all(text, "127.0.0.1:PORT")
-        .into_owned()
 }
 
 #[test]

@@ -15,22 +15,6 @@ fn env_for(mail: &MailServer) -> Env {
         })
 }
 
-/// Waits until the run shows a running step whose name starts with `prefix`.
-fn wait_for_step(env: &Env, run: &str, prefix: &str) {
-    env.wait_for(prefix, || {
-        let out = env.run(&["status", run, "--json"]);
-        out.code == 0
-            && serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|s| {
-                s["steps"].as_array().is_some_and(|steps| {
-                    steps.iter().any(|st| {
-                        st["state"] == "running"
-                            && st["name"].as_str().unwrap_or("").starts_with(prefix)
-                    })
-                })
-            })
-    });
-}
-
 #[test]
 fn notify_delivers_once_even_when_the_run_is_replayed() {
     let mail = MailServer::start();
@@ -81,7 +65,7 @@ fn wait_email_wakes_on_the_matching_message_that_arrives_after_it_began() {
     let rb = env.runbook("wait.rhai", WAIT);
     let mut child = env.spawn(&["run", &rb]);
     let run = read_run_id(&mut child);
-    wait_for_step(&env, &run, "wait for email");
+    env.wait_for_running_step(&run, "wait for email");
     mail.send(
         "Someone Else <x@example.test>",
         "[OVHcloud] Datastore ssd-007 restored as restore-000007",
@@ -113,7 +97,7 @@ fn the_email_or_the_check_whichever_comes_first() {
     let rb = env.runbook("email-first.rhai", "let m = wait_email(#{ subject: \"restored\", timeout: \"2m\", poll: \"1s\", or_when: || false });\nm.via\n");
     let mut child = env.spawn(&["run", &rb]);
     let run = read_run_id(&mut child);
-    wait_for_step(&env, &run, "wait for email");
+    env.wait_for_running_step(&run, "wait for email");
     mail.send(
         "OVHcloud <noreply@ovhcloud.example>",
         "Datastore restored",
@@ -131,7 +115,7 @@ fn a_crash_during_the_wait_then_resume_finds_mail_that_came_meanwhile() {
     let rb = env.runbook("wait.rhai", WAIT);
     let mut child = env.spawn(&["run", &rb]);
     let run = read_run_id(&mut child);
-    wait_for_step(&env, &run, "wait for email");
+    env.wait_for_running_step(&run, "wait for email");
     child.kill().unwrap();
     finish(child);
     let started = |env: &Env| -> u64 {
@@ -171,7 +155,7 @@ fn an_imap_restart_during_the_wait_does_not_end_it() {
     let rb = env.runbook("wait.rhai", WAIT);
     let mut child = env.spawn(&["run", &rb]);
     let run = read_run_id(&mut child);
-    wait_for_step(&env, &run, "wait for email");
+    env.wait_for_running_step(&run, "wait for email");
     mail.stop_imap();
     std::thread::sleep(Duration::from_millis(1500));
     mail.start_imap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::mail::{MailOptions, MailServer, ADDRESS, PASSWORD, USER};
 use crate::support::tls::TestCa;
-use crate::support::{finish, read_run_id, Env};
+use crate::support::{finish, read_run_id, without_ports, Env, Output};
 
 /// How lifeboat reaches the TLS servers.
 #[derive(Clone, Copy)]
@@ -53,13 +53,6 @@ fn env_for(mail: &MailServer, via: Via, trust: bool) -> Env {
     env
 }
 
-fn without_ports(text: &str) -> String {
-    regex::Regex::new(r"127\.0\.0\.1:\d+")
-        .unwrap()
-        .replace_all(text, "127.0.0.1:PORT")
-        .into_owned()
-}
-
 #[test]
 fn notify_is_delivered_once_over_starttls_and_over_implicit_tls_with_auth() {
     let ca = TestCa::new();
@@ -88,21 +81,26 @@ let m = wait_email(#{ from: "ovh", subject: "Datastore (\\S+) restored as (resto
 #{ via: m.via, datastore: m.captures[1] }
 "#;
 
-/// Waits until the run's wait for email is under way.
-fn wait_for_wait(env: &Env, run: &str) {
-    env.wait_for("the wait for email", || {
-        let out = env.run(&["status", run, "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|s| {
-            s["steps"].as_array().is_some_and(|steps| {
-                steps.iter().any(|st| {
-                    st["state"] == "running"
-                        && st["name"]
-                            .as_str()
-                            .is_some_and(|n| n.starts_with("wait for email"))
-                })
-            })
-        })
-    });
+/// Runs [`WAIT`] in `env`; once its wait is under way, does `meanwhile`, then delivers OVH's
+/// email for `datastore` (restored as `restored`), and returns how the run ended.
+fn wait_for_mail(
+    env: &Env,
+    meanwhile: impl FnOnce(),
+    datastore: &str,
+    restored: &str,
+    mail: &MailServer,
+) -> Output {
+    let rb = env.runbook("wait.rhai", WAIT);
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    env.wait_for_running_step(&run, "wait for email");
+    meanwhile();
+    mail.send(
+        "OVHcloud <noreply@ovhcloud.example>",
+        &format!("[OVHcloud] Datastore {datastore} restored as {restored}"),
+        "the copy is done",
+    );
+    finish(child)
 }
 
 #[test]
@@ -111,19 +109,12 @@ fn wait_email_over_imaps_survives_a_restart_and_over_starttls_wakes() {
     let mail = tls_server(&ca, false, false);
 
     let env = env_for(&mail, Via::Implicit, true);
-    let rb = env.runbook("wait.rhai", WAIT);
-    let mut child = env.spawn(&["run", &rb]);
-    let run = read_run_id(&mut child);
-    wait_for_wait(&env, &run);
-    mail.stop_imap();
-    std::thread::sleep(Duration::from_millis(1500));
-    mail.start_imap();
-    mail.send(
-        "OVHcloud <noreply@ovhcloud.example>",
-        "[OVHcloud] Datastore ssd-057 restored as restore-000057",
-        "after the restart",
-    );
-    let out = finish(child);
+    let restart = || {
+        mail.stop_imap();
+        std::thread::sleep(Duration::from_millis(1500));
+        mail.start_imap();
+    };
+    let out = wait_for_mail(&env, restart, "ssd-057", "restore-000057", &mail);
     out.expect_code(0);
     assert!(
         out.stdout.contains("\"datastore\":\"restore-000057\""),
@@ -133,16 +124,7 @@ fn wait_email_over_imaps_survives_a_restart_and_over_starttls_wakes() {
     assert!(out.stderr.contains("reconnecting"), "{}", out.stderr);
 
     let env = env_for(&mail, Via::Starttls, true);
-    let rb = env.runbook("wait.rhai", WAIT);
-    let mut child = env.spawn(&["run", &rb]);
-    let run = read_run_id(&mut child);
-    wait_for_wait(&env, &run);
-    mail.send(
-        "OVHcloud <noreply@ovhcloud.example>",
-        "[OVHcloud] Datastore ssd-042 restored as restore-000042",
-        "over STARTTLS",
-    );
-    let out = finish(child);
+    let out = wait_for_mail(&env, || {}, "ssd-042", "restore-000042", &mail);
     out.expect_code(0);
     assert!(
         out.stdout.contains("\"datastore\":\"restore-000042\""),
@@ -303,16 +285,7 @@ fn without_idle_the_wait_polls_and_still_wakes_on_the_email() {
     );
 
     let env = env_for(&mail, Via::Implicit, true);
-    let rb = env.runbook("wait.rhai", WAIT);
-    let mut child = env.spawn(&["run", &rb]);
-    let run = read_run_id(&mut child);
-    wait_for_wait(&env, &run);
-    mail.send(
-        "OVHcloud <noreply@ovhcloud.example>",
-        "[OVHcloud] Datastore ssd-043 restored as restore-000043",
-        "found by polling",
-    );
-    let out = finish(child);
+    let out = wait_for_mail(&env, || {}, "ssd-043", "restore-000043", &mail);
     out.expect_code(0);
     assert!(
         out.stdout

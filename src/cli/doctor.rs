@@ -139,11 +139,7 @@ fn credential(v: &Value) -> Finding {
             format!("the consumer key is {status}, not validated: `lifeboat ovh login` prints the URL that validates one"),
         );
     }
-    let covers = |need: &AccessRule| {
-        rules
-            .iter()
-            .any(|r| r.method.eq_ignore_ascii_case(&need.method) && glob(&r.path, &need.path))
-    };
+    let covers = |need: &AccessRule| rules.iter().any(|r| r.allows(&need.method, &need.path));
     let missing: Vec<String> = crate::ovh::recovery_access_rules()
         .iter()
         .filter(|need| !covers(need))
@@ -163,19 +159,6 @@ fn credential(v: &Value) -> Finding {
             ),
         )
     }
-}
-
-/// Whether an access rule's path (`*` matching anything) covers a needed path, itself with
-/// `*` for "every": `/ip/*` covers `/ip/*/move`.
-fn glob(pattern: &str, path: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
-        }
-    }
-    go(pattern.as_bytes(), path.as_bytes())
 }
 
 async fn mail(

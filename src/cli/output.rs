@@ -187,14 +187,12 @@ impl engine::Observer for Progress {
     }
 }
 
-/// "succeeded", or "succeeded, partial (2 recovered, 1 not recovered)".
+/// "succeeded", or "succeeded, partial (failover IPs: 4 of 5 recovered)".
 fn succeeded_text(verdict: &Verdict) -> String {
-    if verdict.is_partial() {
-        format!("succeeded, partial ({})", verdict.summary())
-    } else if verdict.is_undeclared() {
-        "succeeded".to_string()
+    if verdict.is_undeclared() {
+        verdict.state().to_string()
     } else {
-        format!("succeeded ({})", verdict.summary())
+        format!("{} ({})", verdict.state(), verdict.summary())
     }
 }
 
@@ -267,9 +265,6 @@ fn state_label(run: &RunRecord, live: Option<&LiveInfo>) -> String {
             None,
         ) => format!("paused at gate {gate} (timed out)"),
         (RunState::Paused { .. }, None) => "stopped".to_string(),
-        (RunState::Succeeded { verdict, .. }, None) if verdict.is_partial() => {
-            "succeeded, partial".to_string()
-        }
         (state, None) => state.label().to_string(),
     }
 }

@@ -138,7 +138,7 @@ impl RunState {
         match self {
             RunState::Running { .. } => "running",
             RunState::Paused { .. } => "paused",
-            RunState::Succeeded { .. } => "succeeded",
+            RunState::Succeeded { verdict, .. } => verdict.state(),
             RunState::Failed { .. } => "failed",
             RunState::Aborted { .. } => "aborted",
         }
@@ -179,6 +179,16 @@ impl Verdict {
     /// The runbook declared no outcome and warned of nothing.
     pub fn is_undeclared(&self) -> bool {
         *self == Verdict::default()
+    }
+
+    /// How a succeeded run with this verdict reads everywhere: "succeeded", or "succeeded,
+    /// partial" (never a plain success when something was left undone).
+    pub fn state(&self) -> &'static str {
+        if self.is_partial() {
+            "succeeded, partial"
+        } else {
+            "succeeded"
+        }
     }
 
     /// "complete" or "partial", as `status --json` and reports name it.

@@ -82,7 +82,7 @@ impl Observer for Notifier {
             Progress::Finished { outcome: Some(outcome) } => {
                 let (state, detail) = match outcome {
                     Outcome::Succeeded { result, verdict } | Outcome::AlreadySucceeded { result, verdict } if verdict.is_partial() => (
-                        "succeeded, partial",
+                        verdict.state(),
                         format!("Not everything was recovered ({}):\n\n{}\n\nReport: lifeboat report {run}\n\nResult:\n{result:#}\n", verdict.summary(), verdict.shortfall.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")),
                     ),
                     Outcome::Succeeded { result, .. } | Outcome::AlreadySucceeded { result, .. } => ("succeeded", format!("Result:\n{result:#}\n")),

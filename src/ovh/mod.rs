@@ -189,6 +189,23 @@ pub struct AccessRule {
     pub path: String,
 }
 
+impl AccessRule {
+    /// Whether this rule lets `method` reach `path`, as OVH matches them: `*` in a rule's path
+    /// matches any run of characters (`/dedicated/server/*` covers every path below the
+    /// servers; `/ip/*/move` the moves of every IP). A needed path written with `*` (`/ip/*/move`)
+    /// is covered by a rule whose `*` covers it.
+    pub fn allows(&self, method: &str, path: &str) -> bool {
+        fn glob(pattern: &[u8], text: &[u8]) -> bool {
+            match pattern.split_first() {
+                None => text.is_empty(),
+                Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+                Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
+            }
+        }
+        self.method.eq_ignore_ascii_case(method) && glob(self.path.as_bytes(), path.as_bytes())
+    }
+}
+
 /// The access rules the shipped runbooks need: reads of servers, IPs and Private Clouds, the
 /// IP moves, and the SBG datastore relink calls. Nothing else.
 pub fn recovery_access_rules() -> Vec<AccessRule> {

@@ -201,16 +201,12 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         RunState::Succeeded { verdict, .. } if !verdict.is_undeclared() => Some(verdict.clone()),
         _ => None,
     };
-    let state = match &verdict {
-        Some(v) if v.is_partial() => "succeeded, partial".to_string(),
-        _ => run.state.label().to_string(),
-    };
     Ok(Report {
         run: run.id.to_string(),
         runbook: run.runbook.name.clone(),
         path: run.runbook.path.clone(),
         mode: run.mode,
-        state,
+        state: run.state.label().to_string(),
         outcome: verdict.as_ref().map(Verdict::label),
         verdict,
         outcome_groups: view.outcome.clone(),

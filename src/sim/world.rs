@@ -73,27 +73,8 @@ fn all_rules() -> Vec<AccessRule> {
         .collect()
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AccessRule {
-    pub method: String,
-    pub path: String,
-}
-
-impl AccessRule {
-    /// `*` in a rule's path matches any run of characters (`/dedicated/server/*` covers every
-    /// path below the servers; `/ip/*/move` the moves of every IP).
-    pub fn allows(&self, method: &str, path: &str) -> bool {
-        self.method.eq_ignore_ascii_case(method) && glob(self.path.as_bytes(), path.as_bytes())
-    }
-}
-
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
-    }
-}
+/// The consumer key's rules are the client's own type: one matching rule for both sides.
+pub use crate::ovh::AccessRule;
 
 /// How long tasks take (at speed 1).
 #[derive(Clone, Debug, Serialize, Deserialize)]

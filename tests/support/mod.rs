@@ -106,6 +106,23 @@ impl Env {
         serde_json::from_str(&out.stdout).unwrap()
     }
 
+    /// Waits until run `run` shows a running step whose name starts with `prefix`.
+    #[track_caller]
+    pub fn wait_for_running_step(&self, run: &str, prefix: &str) {
+        self.wait_for(prefix, || {
+            let out = self.run(&["status", run, "--json"]);
+            out.code == 0
+                && serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|s| {
+                    s["steps"].as_array().is_some_and(|steps| {
+                        steps.iter().any(|st| {
+                            st["state"] == "running"
+                                && st["name"].as_str().unwrap_or("").starts_with(prefix)
+                        })
+                    })
+                })
+        });
+    }
+
     /// Polls until `f` holds, for at most 20 s.
     #[track_caller]
     pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
@@ -137,6 +154,14 @@ pub fn read_run_id(child: &mut Child) -> String {
         line.push(byte[0]);
     }
     String::from_utf8(line).unwrap()
+}
+
+/// Text with the loopback ports of the test's servers replaced by PORT.
+pub fn without_ports(text: &str) -> String {
+    regex::Regex::new(r"127\.0\.0\.1:\d+")
+        .unwrap()
+        .replace_all(text, "127.0.0.1:PORT")
+        .into_owned()
 }
 
 /// Replaces what changes from run to run (run ids, timestamps, durations) with placeholders.
