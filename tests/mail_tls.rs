@@ -294,3 +294,51 @@ fn without_idle_the_wait_polls_and_still_wakes_on_the_email() {
         out.stdout
     );
 }
+
+#[test]
+fn a_certificate_for_another_name_a_server_without_starttls_and_a_bad_ca_file_are_refused() {
+    let ca = TestCa::new();
+    let other = MailServer::start_with(MailOptions {
+        cert: Some(ca.issue_for("other", &["mail.other.example"], false)),
+        no_idle: false,
+    });
+    let out = env_for(&other, Via::Implicit, true).run(&["doctor"]);
+    out.expect_code(1);
+    let text = without_ports(&out.stdout);
+    assert!(
+        text.contains("FAIL IMAP         IMAP 127.0.0.1:PORT: TLS: the server's certificate is not for this host name (")
+            && text.contains("connect by the name the certificate carries\n"),
+        "{text}"
+    );
+    drop(other);
+
+    // A plain server offers no STARTTLS: refused before any password is sent.
+    let plain = MailServer::start();
+    let out = Env::new()
+        .var("HOME", "/nonexistent")
+        .var("LIFEBOAT_IMAP_HOST", "127.0.0.1")
+        .var("LIFEBOAT_IMAP_PORT", plain.imap_port.to_string())
+        .var("LIFEBOAT_IMAP_TLS", "starttls")
+        .var("LIFEBOAT_IMAP_USER", USER)
+        .var("LIFEBOAT_IMAP_PASSWORD", PASSWORD)
+        .run(&["doctor"]);
+    out.expect_code(1);
+    let text = without_ports(&out.stdout);
+    assert!(
+        text.contains("FAIL IMAP         IMAP 127.0.0.1:PORT: the server refused STARTTLS (S1 ")
+            && text.contains("); lifeboat never logs in without TLS: use tls = \"tls\" (port 993) if it offers that\n"),
+        "{text}"
+    );
+
+    // A CA file that is not there stops everything before anything is tried.
+    let out = Env::new()
+        .var("HOME", "/nonexistent")
+        .var("LIFEBOAT_SMTP_HOST", "127.0.0.1")
+        .var("LIFEBOAT_SMTP_CA_FILE", "/nonexistent/ca.pem")
+        .run(&["doctor"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: mail configuration environment: smtp ca_file /nonexistent/ca.pem: No such file or directory (os error 2)\n"
+    );
+}

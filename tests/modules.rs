@@ -136,3 +136,39 @@ fn a_failure_inside_a_module_names_the_module_file() {
         out.stderr
     );
 }
+
+#[test]
+fn import_cycles_and_ambiguous_paths_are_refused_by_check() {
+    let env = Env::new();
+    let lib = env.dir.path().join("lib");
+    std::fs::create_dir_all(lib.join("lib")).unwrap();
+    std::fs::write(lib.join("a.rhai"), "import \"b\" as b;\nfn f() { 1 }\n").unwrap();
+    std::fs::write(lib.join("b.rhai"), "import \"a\" as a;\nfn g() { 2 }\n").unwrap();
+    let rb = env.runbook("cycle.rhai", "import \"lib/a\" as a;\na::f()\n");
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    let dir = env.dir.path().display();
+    assert_eq!(
+        out.stderr,
+        format!("error: {dir}/lib/b.rhai:1:1: import \"a\": modules import each other in a circle ({dir}/lib/a.rhai -> {dir}/lib/b.rhai -> {dir}/lib/a.rhai)\n")
+    );
+
+    // "x" beside the runbook and "x" beside lib/y.rhai are two files.
+    std::fs::write(env.dir.path().join("x.rhai"), "fn top() { 1 }\n").unwrap();
+    std::fs::write(lib.join("x.rhai"), "fn inner() { 2 }\n").unwrap();
+    std::fs::write(
+        lib.join("y.rhai"),
+        "import \"x\" as x;\nfn h() { x::inner() }\n",
+    )
+    .unwrap();
+    let rb = env.runbook(
+        "two.rhai",
+        "import \"lib/y\" as y;\nimport \"x\" as x;\nx::top()\n",
+    );
+    let out = env.run(&["check", &rb]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: {rb}:2:1: import \"x\" means {dir}/x.rhai here and {dir}/lib/x.rhai elsewhere: give the modules different paths\n")
+    );
+}

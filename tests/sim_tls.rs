@@ -87,6 +87,10 @@ fn the_simulator_prints_https_settings_and_the_ca_for_each_client() {
     let ca = sim.dir.path().join("ca.pem").display().to_string();
     let url = crate::python_client::sim_url(&sim.printed[0]);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    assert_eq!(
+        sim.printed[1],
+        format!("# HTTPS with a throwaway CA ({ca}); SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE make this shell's OpenSSL tools, Python and curl trust only it")
+    );
     let exports: Vec<&str> = sim
         .printed
         .iter()
@@ -137,6 +141,17 @@ fn the_simulator_prints_https_settings_and_the_ca_for_each_client() {
         "{stdout}"
     );
     assert!(stdout.to_lowercase().contains("certificate"), "{stdout}");
+
+    // A CA file that cannot be read: said, before anything is sent.
+    let out = sim.shell(&format!(
+        "export LIFEBOAT_OVH_CA_FILE=/nonexistent/ca.pem\nexec {BIN} doctor"
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("FAIL OVH API      LIFEBOAT_OVH_CA_FILE /nonexistent/ca.pem: No such file or directory (os error 2)\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

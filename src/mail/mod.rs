@@ -208,7 +208,10 @@ impl MailConfig {
             }
             _ => ConfigFile::default(),
         };
-        let origin = file.map_or("environment".to_string(), |p| p.display().to_string());
+        // Where the settings came from: the file when there is one, else the environment.
+        let origin = file
+            .filter(|p| p.exists())
+            .map_or("environment".to_string(), |p| p.display().to_string());
         let bad = |message: String| Error::Config {
             path: origin.clone(),
             message,

@@ -10,8 +10,8 @@ use rustls_pki_types::CertificateDer;
 
 /// The certificates of a CA file (PEM), checked when the configuration is read.
 pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
     if certs.is_empty() {

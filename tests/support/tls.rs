@@ -42,8 +42,13 @@ impl TestCa {
 
     /// A server certificate for 127.0.0.1 and localhost; `expired`: valid only in 2020.
     pub fn issue(&self, name: &str, expired: bool) -> Issued {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        self.issue_for(name, &["127.0.0.1", "localhost"], expired)
+    }
+
+    /// A server certificate for `names` only.
+    pub fn issue_for(&self, name: &str, names: &[&str], expired: bool) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
