@@ -187,3 +187,64 @@ pub async fn snapshot(client: &Client) -> Result<Fixture, Error> {
         smtp: None,
     })
 }
+/// How a twin ended compared with how it started, as a rehearsal there and back reports it:
+/// every failover IP's route (what a way back must restore), and which other parts of the
+/// account differ (what irreversible steps left behind).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Comparison {
+    pub ips: usize,
+    /// IPs routed as at the start.
+    pub ips_back: usize,
+    /// `IP: now X, was Y`, for each IP that is not.
+    pub not_back: Vec<String>,
+    /// The other parts of the twin that differ from the start (`pccs`, `servers`...).
+    pub other_changes: Vec<String>,
+}
+
+impl Comparison {
+    /// Compares two simulator states (`Sim::state`).
+    pub fn of(before: &Value, after: &Value) -> Comparison {
+        let routes = |state: &Value| -> Vec<(String, String)> {
+            state["ips"]
+                .as_array()
+                .map(|ips| {
+                    ips.iter()
+                        .map(|ip| {
+                            let to = ip["routed_to"].as_str().unwrap_or("nowhere").to_string();
+                            (ip["block"].as_str().unwrap_or_default().to_string(), to)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let after_routes: HashMap<String, String> = routes(after).into_iter().collect();
+        let start = routes(before);
+        let not_back: Vec<String> = start
+            .iter()
+            .filter_map(|(ip, was)| {
+                let now = after_routes.get(ip).map_or("gone", String::as_str);
+                (now != was).then(|| format!("{ip}: now {now}, was {was}"))
+            })
+            .collect();
+        let other_changes = match (before.as_object(), after.as_object()) {
+            (Some(b), Some(a)) => b
+                .keys()
+                .chain(a.keys().filter(|k| !b.contains_key(*k)))
+                .filter(|k| *k != "ips" && b.get(*k) != a.get(*k))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Comparison {
+            ips: start.len(),
+            ips_back: start.len() - not_back.len(),
+            not_back,
+            other_changes,
+        }
+    }
+
+    /// Whether everything a way back can restore (the IP routes) is as it was.
+    pub fn ips_restored(&self) -> bool {
+        self.not_back.is_empty()
+    }
+}

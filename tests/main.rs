@@ -19,3 +19,4 @@ mod recoveries;
 mod runbooks;
 mod sim_rules;
 mod sim_tls;
+mod undo;

@@ -8,7 +8,9 @@ mod demo;
 mod doctor;
 mod output;
 mod preflight;
+mod rehearse;
 mod sim;
+mod undo;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -55,20 +57,17 @@ enum Command {
         /// A parameter, as name=value (repeatable).
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
-        /// At a gate that is not yet approved, exit with code 3 instead of waiting.
-        #[arg(long)]
-        no_wait: bool,
-        /// Approve this gate in advance (repeatable; `all` approves every gate).
-        #[arg(long = "approve", value_name = "GATE")]
-        approve: Vec<String>,
-        /// Plan: make the reads for real, record every change instead of sending it, skip
-        /// waits, sleeps and gates, and print the changes the recovery would make.
-        #[arg(long)]
-        plan: bool,
-        /// Print the run's result as JSON on stdout at the end even on a terminal (it always
-        /// is when stdout is a pipe or a file).
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        start: StartArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Undo a run: run the `undo` of its finished steps, newest first, as a new run linked
+    /// to it. Lists what will be undone and what cannot be (irreversible steps) first.
+    Undo {
+        run_id: String,
+        #[command(flatten)]
+        start: StartArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -195,6 +194,11 @@ enum Command {
         /// A parameter, as name=value (repeatable).
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Then undo it on the same twin (`lifeboat undo`), and report both ways: the time to
+        /// recover against the RTO, the time to fail back, and whether every failover IP is
+        /// routed as it was before.
+        #[arg(long)]
+        then_undo: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -241,6 +245,25 @@ enum OvhCommand {
         #[arg(long, value_name = "URL")]
         redirect: Option<String>,
     },
+}
+
+/// How `run` and `undo` start a run.
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// At a gate that is not yet approved, exit with code 3 instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
+    /// Approve this gate in advance (repeatable; `all` approves every gate).
+    #[arg(long = "approve", value_name = "GATE")]
+    approve: Vec<String>,
+    /// Plan: make the reads for real, record every change instead of sending it, skip waits,
+    /// sleeps and gates, and print the changes the run would make.
+    #[arg(long)]
+    plan: bool,
+    /// Print the run's result as JSON on stdout at the end even on a terminal (it always is
+    /// when stdout is a pipe or a file).
+    #[arg(long)]
+    json: bool,
 }
 
 /// What `retry`, `skip` and `resolve` do once the decision is journaled.
@@ -364,10 +387,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Run {
             runbook,
             params: raw,
-            no_wait,
-            approve,
-            plan,
-            json,
+            start:
+                StartArgs {
+                    no_wait,
+                    approve,
+                    plan,
+                    json,
+                },
             limits,
         } => {
             let limits = limits.limits();
@@ -387,7 +413,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 );
                 eprint!(
                     "{}",
-                    output::plan(&exec.engine.journal().events(&id)?, finished)
+                    output::plan(&exec.engine.journal().events(&id)?, finished, "recovery")
                 );
             }
             finish(&id, outcome, json)
@@ -409,6 +435,11 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     .execute(&id, replacement, run_options(no_wait, retry_inflight));
             finish(&id, outcome, json)
         }
+        Command::Undo {
+            run_id,
+            start,
+            limits,
+        } => undo::run(&db, config_file.as_deref(), &run_id, start, limits.limits()),
         Command::Status { run_id, json } => {
             let access = Access::open(&db, clock()?)?;
             match run_id {
@@ -419,10 +450,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 Some(raw) => match access.call(Request::Run {
                     id: parse_run_id(&raw)?,
                 })? {
-                    Response::Run { run, events, live } => print!(
-                        "{}",
-                        output::run_status(&run, &events, live.as_ref(), json)?
-                    ),
+                    Response::Run { run, events, live } => {
+                        let undone_by = undone_by(&access, &run.id)?;
+                        print!(
+                            "{}",
+                            output::run_status(&run, &events, live.as_ref(), &undone_by, json)?
+                        )
+                    }
                     other => return Err(unexpected(other)),
                 },
             }
@@ -433,7 +467,19 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             match access.call(Request::Run {
                 id: parse_run_id(&run_id)?,
             })? {
-                Response::Run { events, .. } => print!("{}", output::events(&events, json)),
+                Response::Run { run, events, .. } => {
+                    // The links between a run and its way back, above its events (not in the
+                    // JSON lines, which are events only).
+                    if !json {
+                        if let Some(of) = &run.undo_of {
+                            println!("undo of run {of}");
+                        }
+                        for by in undone_by(&access, &run.id)? {
+                            println!("undone by run {by}");
+                        }
+                    }
+                    print!("{}", output::events(&events, json))
+                }
                 other => return Err(unexpected(other)),
             }
             Ok(0)
@@ -552,41 +598,31 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             runbook,
             twin,
             speed,
-            params: raw,
+            params,
+            then_undo,
             limits,
-        } => {
-            let limits = limits.limits();
-            let (rb, values) = load_runbook(&runbook, &raw, &limits)?;
-            // The twin answers for OVH; mail is this machine's.
-            preflight::check(&rb, config_file.as_deref(), Some(&values), false)?;
-            let fixture =
-                crate::sim::Sim::load_fixture(&twin).map_err(|e| Error::Usage(e.to_string()))?;
-            let runtime = new_runtime()?;
-            let (_sim, client) = demo::start_sim(&runtime, fixture, speed)?;
-            let exec = open_engine_with(
-                &db,
-                config_file.as_deref(),
-                clock()?,
-                limits,
-                runtime,
-                Ok(client),
-            )?;
-            let id = exec
-                .engine
-                .create(&rb, values, vec!["all".to_string()], Mode::Normal)?;
-            println!("{id}");
-            let outcome = exec.engine.execute(&id, None, run_options(true, vec![]));
-            let code = finish(&id, outcome, false)?;
-            let journal = exec.engine.journal();
-            let report = crate::report::build(&journal.run(&id)?, &journal.events(&id)?)?;
-            print!("{}", crate::report::markdown(&report));
-            Ok(code)
-        }
+        } => rehearse::run(
+            &db,
+            config_file.as_deref(),
+            rehearse::RehearseArgs {
+                runbook,
+                twin,
+                speed,
+                params,
+                then_undo,
+                limits: limits.limits(),
+            },
+        ),
         Command::Report { run_id, format } => {
             let id = parse_run_id(&run_id)?;
-            match Access::open(&db, clock()?)?.call(Request::Run { id })? {
+            let access = Access::open(&db, clock()?)?;
+            match access.call(Request::Run { id })? {
                 Response::Run { run, events, .. } => {
-                    let report = crate::report::build(&run, &events)?;
+                    let mut report = crate::report::build(&run, &events)?;
+                    report.undone_by = undone_by(&access, &run.id)?
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
                     match format.as_str() {
                         "md" => print!("{}", crate::report::markdown(&report)),
                         "html" => print!("{}", crate::report::html(&report)),
@@ -856,6 +892,18 @@ fn finish(
         _ => {}
     }
     Ok(outcome.exit_code())
+}
+
+/// The runs that undo run `id` (`lifeboat undo`; plans of it changed nothing), oldest first.
+fn undone_by(access: &Access, id: &RunId) -> Result<Vec<RunId>, Error> {
+    match access.call(Request::Runs)? {
+        Response::Runs { runs, .. } => Ok(runs
+            .into_iter()
+            .filter(|r| r.undo_of.as_ref() == Some(id) && r.mode != Mode::Plan)
+            .map(|r| r.id)
+            .collect()),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn done(reply: Response) -> Result<u8, Error> {

@@ -311,6 +311,7 @@ pub fn run_status(
     run: &RunRecord,
     events: &[EventRecord],
     live: Option<&LiveInfo>,
+    undone_by: &[RunId],
     as_json: bool,
 ) -> Result<String, Error> {
     let view = RunView::from_events(events)?;
@@ -321,6 +322,8 @@ pub fn run_status(
             "runbook": run.runbook,
             "params": run.params,
             "mode": run.mode,
+            "undo_of": run.undo_of,
+            "undone_by": undone_by,
             "state": run.state,
             "status": state_label(run, live),
             "outcome": match &run.state {
@@ -351,6 +354,12 @@ pub fn run_status(
     }
     if run.mode == crate::journal::Mode::Plan {
         let _ = writeln!(out, "mode:      plan (no change was sent)");
+    }
+    if let Some(of) = &run.undo_of {
+        let _ = writeln!(out, "undo of:   run {of}");
+    }
+    for by in undone_by {
+        let _ = writeln!(out, "undone by: run {by}");
     }
     match &run.state {
         RunState::Failed { error, .. } => {
@@ -479,7 +488,8 @@ pub fn needs(needs: &crate::engine::runbook::Needs) -> String {
 /// The closing list of a plan: every change the recovery would make, in order, by step.
 /// `finished`: the plan ran to its end; a plan that failed or stopped never reads as "nothing
 /// to change", only as what it had found before it stopped.
-pub fn plan(events: &[EventRecord], finished: bool) -> String {
+/// The changes a plan recorded; `what` names what was planned ("recovery", "undo").
+pub fn plan(events: &[EventRecord], finished: bool, what: &str) -> String {
     let planned: Vec<(&Option<String>, &str, &Value)> = events
         .iter()
         .filter_map(|r| match &r.event {
@@ -490,13 +500,13 @@ pub fn plan(events: &[EventRecord], finished: bool) -> String {
     let n = planned.len();
     let s = if n == 1 { "" } else { "s" };
     let mut out = match (finished, n) {
-        (true, 0) => return "plan: this recovery would change nothing\n".to_string(),
-        (true, _) => format!("plan: {n} change{s} this recovery would make (none was sent):\n"),
+        (true, 0) => return format!("plan: this {what} would change nothing\n"),
+        (true, _) => format!("plan: {n} change{s} this {what} would make (none was sent):\n"),
         (false, 0) => {
-            return "plan: the plan did not finish (why follows), so it cannot tell what the recovery would change; it had found no change before it stopped\n".to_string()
+            return format!("plan: the plan did not finish (why follows), so it cannot tell what the {what} would change; it had found no change before it stopped\n")
         }
         (false, _) => format!(
-            "plan: the plan did not finish (why follows), so the recovery may change more; the {n} change{s} it had found before it stopped (none was sent):\n"
+            "plan: the plan did not finish (why follows), so the {what} may change more; the {n} change{s} it had found before it stopped (none was sent):\n"
         ),
     };
     for (i, (step, call, body)) in planned.iter().enumerate() {

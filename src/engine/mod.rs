@@ -21,6 +21,7 @@ pub mod runbook;
 pub mod sandbox;
 mod script_api;
 pub mod step;
+pub mod undo;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ pub enum Error {
     Limit { location: String, message: String },
     #[error("run {id} {reason}")]
     NotResumable { id: RunId, reason: String },
+    #[error("run {id} cannot be undone: it {reason}")]
+    NotUndoable { id: RunId, reason: String },
     #[error("run {run} paused: its journal cannot be written: {why}. Everything journaled before is kept, and a step that was running is reconciled when the run resumes. To go on: {fix}, then `lifeboat resume {run}`")]
     JournalUnwritable {
         run: RunId,
@@ -411,6 +414,7 @@ impl Engine {
             params,
             pre_approved,
             mode,
+            undo_of: None,
             created_at: now,
             updated_at: now,
             state: RunState::Running {
@@ -483,12 +487,15 @@ impl Engine {
             failed_step,
             record.mode == Mode::Plan,
         ));
-        ctx.set_ast(runbook.ast.clone());
         lock(&self.live.runs).insert(id.clone(), ctx.clone());
+        let label = match &record.undo_of {
+            Some(of) => format!("{}, the way back of run {of}", runbook.path),
+            None => runbook.path.clone(),
+        };
         self.observer.progress(
             id,
             Progress::Started {
-                runbook: &runbook.path,
+                runbook: &label,
                 resumed,
             },
         );
@@ -547,25 +554,81 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn evaluate(
+    /// The sandboxed script engine of one execution, its functions bound to `ctx` (which
+    /// also receives the AST its closures are called against).
+    fn script_engine(
         &self,
         ctx: &Arc<RunContext>,
         runbook: &Runbook,
-        record: &RunRecord,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<rhai::Engine, Error> {
         let mut engine = sandbox::new_engine(&self.limits);
         script_api::register(&mut engine, ctx.clone());
         ovh_api::register(&mut engine, ctx.clone(), self.ovh.clone());
         mail_api::register(&mut engine, ctx.clone(), self.mail.clone());
-        modules::install(&mut engine, &runbook.ast, &runbook.modules)?;
+        let callable = modules::install(&mut engine, &runbook.ast, &runbook.modules)?;
+        ctx.set_ast(Arc::new(callable));
+        Ok(engine)
+    }
+
+    /// The variables a runbook starts with: `params` and `ovh`.
+    fn script_scope(&self, record: &RunRecord) -> rhai::Scope<'static> {
         let params: rhai::Map = rhai::serde::to_dynamic(&record.params)
             .ok()
             .and_then(|d| d.try_cast::<rhai::Map>())
             .unwrap_or_default();
         let mut scope = script_scope(params);
         scope.push_constant("ovh", ovh_api::OvhHandle);
+        scope
+    }
+
+    /// What undoing run `original` would do, in order, before anything runs.
+    pub fn way_back(&self, original: &RunId) -> Result<undo::WayBack, Error> {
+        let record = self.journal.run(original)?;
+        undo::check_undoable(self, &record)?;
+        undo::way_back(self, &record)
+    }
+
+    /// Records (durably) the undo run of `original`: same runbook, modules and parameters,
+    /// linked to it. [`Engine::execute`] runs it.
+    pub fn create_undo(
+        &self,
+        original: &RunId,
+        pre_approved: Vec<String>,
+        mode: Mode,
+    ) -> Result<RunId, Error> {
+        let of = self.journal.run(original)?;
+        undo::check_undoable(self, &of)?;
+        let now = self.clock.now();
+        let id = RunId::new(self.journal.unique()?);
+        self.journal.create_run(&RunRecord {
+            id: id.clone(),
+            pre_approved,
+            mode,
+            undo_of: Some(of.id.clone()),
+            created_at: now,
+            updated_at: now,
+            state: RunState::Running {
+                pid: std::process::id(),
+            },
+            // The original's runbook, modules and parameters: its closures are replayed.
+            ..of
+        })?;
+        Ok(id)
+    }
+
+    fn evaluate(
+        &self,
+        ctx: &Arc<RunContext>,
+        runbook: &Runbook,
+        record: &RunRecord,
+    ) -> Result<Outcome, Error> {
+        let engine = self.script_engine(ctx, runbook)?;
+        let mut scope = self.script_scope(record);
         let _lane = lane::enter(String::new());
-        let result = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &runbook.ast);
+        let result = match &record.undo_of {
+            None => engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &runbook.ast),
+            Some(original) => undo::execute(self, ctx, &engine, original)?,
+        };
 
         if let Some(by) = ctx.abort_requested() {
             return Ok(Outcome::Aborted { by });

@@ -146,11 +146,17 @@ fn visit(
 
 /// Compiles the stored modules into `engine`: a resolver for the `import` statements, and the
 /// aliases the runbook's own imports give them as static modules.
+///
+/// Returns the AST that closures are called against from outside the script (a `parallel`
+/// branch, an `undo`): the runbook's functions over those of every module. A closure created
+/// inside a module function is one of the module's functions, which a call from outside finds
+/// only there. (A runbook function with the same name and arity as a module's hides it.)
 pub fn install(
     engine: &mut rhai::Engine,
     runbook: &AST,
     modules: &[ModuleFile],
-) -> Result<(), Error> {
+) -> Result<AST, Error> {
+    let mut callable = AST::empty();
     let mut resolver = rhai::module_resolvers::StaticModuleResolver::new();
     let mut compiled: BTreeMap<String, rhai::Shared<rhai::Module>> = BTreeMap::new();
     for m in modules {
@@ -170,6 +176,7 @@ pub fn install(
             )
         })?;
         ast.set_source(m.file.as_str());
+        callable = callable.merge(&ast.clone_functions_only());
         let mut module =
             rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, engine).map_err(|e| {
                 fail(
@@ -188,7 +195,7 @@ pub fn install(
         }
     }
     engine.set_module_resolver(resolver);
-    Ok(())
+    Ok(callable.merge(runbook))
 }
 
 /// The functions of the module each alias of `ast` names, for `check`'s unknown-function test

@@ -28,6 +28,8 @@ use crate::journal::{Entry, Event, Journal, PauseReason, RunId, RunView, StepSta
 /// Tokens carried by `ErrorTerminated`, which Rhai's `try`/`catch` cannot intercept.
 const TOKEN_STOP: &str = "lifeboat:stop";
 const TOKEN_TIMEOUT: &str = "lifeboat:timeout";
+/// Ends the replay of an original run by `lifeboat undo` where its journal ends.
+const TOKEN_END_OF_JOURNAL: &str = "lifeboat:end-of-journal";
 
 pub(crate) type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -138,6 +140,10 @@ pub struct RunContext {
     last_step_failure: Mutex<Option<String>>,
     /// Plan mode: changes are recorded, not made; waits are skipped.
     plan: bool,
+    /// Set when this context only replays a finished (or stopped) run for `lifeboat undo`:
+    /// it writes nothing and waits for nothing (either ends the replay, where the run's journal
+    /// ends), and it collects what each finished step declared about its way back.
+    pub(crate) forward: Option<Arc<super::undo::Forward>>,
 }
 
 impl RunContext {
@@ -180,6 +186,7 @@ impl RunContext {
             positions: AtomicU64::new(0),
             last_step_failure: Mutex::new(None),
             plan,
+            forward: None,
         }
     }
 
@@ -232,6 +239,11 @@ impl RunContext {
 
     pub(crate) fn set_ast(&self, ast: Arc<AST>) {
         let _ = self.ast.set(ast);
+    }
+
+    /// The AST closures are called against from outside the script (see `modules::install`).
+    pub(crate) fn callable_ast(&self) -> Arc<AST> {
+        self.ast.get().cloned().unwrap_or_default()
     }
 
     // ----- signals from outside (control API, terminal prompt) -----
@@ -339,6 +351,10 @@ impl RunContext {
     }
 
     /// Whether no new work may start (stopping or pausing).
+    pub(crate) fn is_winding_down(&self) -> bool {
+        self.winding_down()
+    }
+
     fn winding_down(&self) -> bool {
         self.stopping.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst)
     }
@@ -348,6 +364,9 @@ impl RunContext {
     }
 
     fn record(&self, event: Event) -> ScriptResult<()> {
+        if self.forward.is_some() {
+            return Err(end_of_journal());
+        }
         self.journal
             .append(&self.id, self.clock.now(), event)
             .map(drop)
@@ -355,6 +374,9 @@ impl RunContext {
     }
 
     fn record_durable(&self, event: Event) -> ScriptResult<()> {
+        if self.forward.is_some() {
+            return Err(end_of_journal());
+        }
         self.journal
             .append_durable(&self.id, self.clock.now(), event)
             .map(drop)
@@ -441,6 +463,9 @@ impl RunContext {
     /// Waits until the engine clock reaches `until`. Ends early, with an error, on abort or
     /// when the running step body passes its timeout.
     fn wait_until(&self, until: Millis) -> ScriptResult<()> {
+        if self.forward.is_some() {
+            return Err(end_of_journal());
+        }
         let (m, cv) = &self.wake;
         loop {
             if self.aborting.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst) {
@@ -503,6 +528,19 @@ impl RunContext {
             pos,
         )?;
         let mut first_attempt = 1;
+        if let (Some(forward), Some(Entry::Step { state, .. })) = (&self.forward, entry) {
+            // Replaying the original for its way back: only what it finished counts.
+            match state {
+                StepState::Succeeded {
+                    result, decided, ..
+                } => forward.finished(&key, name, &opts, result, decided.as_deref()),
+                StepState::Running { effects, .. } | StepState::RetryWait { effects, .. } => {
+                    forward.unfinished(&key, name, *effects);
+                    return Err(end_of_journal());
+                }
+                StepState::Failed { .. } => {}
+            }
+        }
         if let Some(Entry::Step { state, .. }) = entry {
             match state {
                 StepState::Succeeded { result, .. } => {
@@ -961,6 +999,9 @@ impl RunContext {
             self.approve(gate, "--approve").map_err(|e| self.fatal(e))?;
             return Ok(());
         }
+        if self.forward.is_some() {
+            return Err(end_of_journal());
+        }
         if self.opts.no_wait {
             return Err(self.fatal(Error::Paused(PauseReason::Approval {
                 gate: gate.to_string(),
@@ -1191,6 +1232,28 @@ impl RunContext {
         })
     }
 
+    /// An outcome table declared by the engine itself (an undo run's way back), between steps.
+    pub(crate) fn declare_outcome(
+        &self,
+        title: &str,
+        columns: Vec<String>,
+        items: Vec<Value>,
+    ) -> Result<(), Error> {
+        self.journal
+            .append_durable(
+                &self.id,
+                self.clock.now(),
+                Event::OutcomeDeclared {
+                    key: None,
+                    title: title.to_string(),
+                    columns,
+                    items,
+                },
+            )
+            .map(drop)
+            .map_err(Error::Journal)
+    }
+
     /// `parallel(items, opts, |item| ...)`: runs the closure for every item, at most `limit` at
     /// once, each in a lane of its own, and returns their results in item order. A branch that
     /// fails does not stop the others; once all are done, the failures are thrown together.
@@ -1226,6 +1289,9 @@ impl RunContext {
                     ))
                 }
             }
+        }
+        if let Some(forward) = &self.forward {
+            forward.parallel(&base, limit);
         }
         let ast =
             self.ast.get().cloned().ok_or_else(|| {
@@ -1320,6 +1386,11 @@ pub(crate) fn is_token(err: &EvalAltResult, token: &str) -> bool {
 /// The error that ends an evaluation being stopped.
 pub(crate) fn stop_error() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(TOKEN_STOP.into(), Position::NONE).into()
+}
+
+/// The error that ends the replay of an original run where its journal ends.
+pub(crate) fn end_of_journal() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(TOKEN_END_OF_JOURNAL.into(), Position::NONE).into()
 }
 
 /// The error that ends a step body past its timeout.

@@ -36,6 +36,11 @@ pub struct StepOptions {
     /// retried, counted from the step's first attempt in this process, on top of `retries`.
     pub patience: Duration,
     pub on_failure: OnFailure,
+    /// How to undo the step once it succeeded: called by `lifeboat undo` with the step's
+    /// result, in a run of its own (where it calls `step()` like any runbook code).
+    pub undo: Option<FnPtr>,
+    /// The step cannot be undone, and why: `lifeboat undo` lists it and leaves it alone.
+    pub irreversible: Option<String>,
 }
 
 impl Default for StepOptions {
@@ -49,6 +54,8 @@ impl Default for StepOptions {
             check: None,
             patience: DEFAULT_PATIENCE,
             on_failure: OnFailure::Pause,
+            undo: None,
+            irreversible: None,
         }
     }
 }
@@ -91,12 +98,30 @@ impl StepOptions {
                         }
                     }
                 }
+                "undo" => {
+                    opts.undo = Some(value.try_cast::<FnPtr>().ok_or_else(|| {
+                        "step option undo: expected a closure such as |result| move_back(result)"
+                            .to_string()
+                    })?)
+                }
+                "irreversible" => {
+                    let why = value.into_string().map_err(|t| {
+                        format!("step option irreversible: expected the reason as a string, got {t}")
+                    })?;
+                    if why.trim().is_empty() {
+                        return Err("step option irreversible: say why the step cannot be undone".to_string());
+                    }
+                    opts.irreversible = Some(why);
+                }
                 other => {
                     return Err(format!(
-                        "unknown step option {other:?} (retries, backoff, max_backoff, timeout, idempotent, check, patience, on_failure)"
+                        "unknown step option {other:?} (retries, backoff, max_backoff, timeout, idempotent, check, patience, on_failure, undo, irreversible)"
                     ))
                 }
             }
+        }
+        if opts.undo.is_some() && opts.irreversible.is_some() {
+            return Err("a step cannot have both undo and irreversible: it either has a way back or says why not".to_string());
         }
         Ok(opts)
     }

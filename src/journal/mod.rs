@@ -413,6 +413,7 @@ mod tests {
             params: Default::default(),
             pre_approved: vec![],
             mode: Mode::Normal,
+            undo_of: None,
             created_at: 1,
             updated_at: 1,
             state: RunState::Running { pid: 1 },

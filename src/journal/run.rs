@@ -263,6 +263,10 @@ pub struct RunRecord {
     pub pre_approved: Vec<String>,
     #[serde(default)]
     pub mode: Mode,
+    /// This run is the way back of that one (`lifeboat undo`): it runs the compensations of
+    /// the original's finished steps, replaying the original's journal to find them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<RunId>,
     pub created_at: u64,
     pub updated_at: u64,
     pub state: RunState,

@@ -70,6 +70,22 @@ pub fn render(r: &Report) -> String {
         ),
         None => "not declared".to_string(),
     };
+    let links: String = r
+        .undo_of
+        .iter()
+        .map(|of| {
+            format!(
+                "<tr><th>undo of</th><td>run {}</td></tr>\n",
+                escape_html(of)
+            )
+        })
+        .chain(r.undone_by.iter().map(|by| {
+            format!(
+                "<tr><th>undone by</th><td>run {}</td></tr>\n",
+                escape_html(by)
+            )
+        }))
+        .collect();
     let changes: String = r
         .changes
         .iter()
@@ -155,7 +171,7 @@ tr.missed {{ background: #fed7d7 !important; }} .log .warning {{ color: #c53030;
 <h1>Run {run}: {runbook}</h1>
 <table>
 <tr><th>state</th><td>{state}</td></tr>
-<tr><th>started</th><td>{started}</td></tr>
+{links}<tr><th>started</th><td>{started}</td></tr>
 <tr><th>ended</th><td>{ended}</td></tr>
 <tr><th>duration</th><td>{duration}</td></tr>
 <tr><th>RTO</th><td>{rto}</td></tr>

@@ -21,6 +21,12 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "| runbook | `{}` |", r.path);
     let _ = writeln!(out, "| mode | {mode} |");
     let _ = writeln!(out, "| state | {} |", r.state);
+    if let Some(of) = &r.undo_of {
+        let _ = writeln!(out, "| undo of | run {of} |");
+    }
+    for by in &r.undone_by {
+        let _ = writeln!(out, "| undone by | run {by} |");
+    }
     let _ = writeln!(out, "| started | {} |", r.started);
     let _ = writeln!(out, "| ended | {} |", r.ended);
     let _ = writeln!(out, "| duration | {} |", format_duration(r.duration_ms));
@@ -163,4 +169,73 @@ fn markdown_data_table(out: &mut String, heading: &str, t: &DataTable) {
         }
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
+}
+
+/// A rehearsal there and back (`rehearse --then-undo`): both durations, the recovery's against
+/// its RTO, and whether the twin ended as it started for everything reversible.
+pub fn there_and_back(recovery: &Report, back: &Report, twin: &crate::twin::Comparison) -> String {
+    let mut out = format!("# There and back: {} on the twin\n\n", recovery.runbook);
+    let _ = writeln!(
+        out,
+        "| | run | state | duration | RTO |\n|---|---|---|---|---|"
+    );
+    let rto = recovery
+        .rto
+        .as_ref()
+        .map_or("not declared".to_string(), |rto| {
+            let verdict = if rto.met { "met" } else { "**missed**" };
+            format!("{} ({verdict})", format_duration(rto.target_ms))
+        });
+    let _ = writeln!(
+        out,
+        "| recovery | `{}` | {} | {} | {rto} |",
+        recovery.run,
+        recovery.state,
+        format_duration(recovery.duration_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| way back | `{}` | {} | {} | |",
+        back.run,
+        back.state,
+        format_duration(back.duration_ms)
+    );
+    out.push('\n');
+    if twin.ips_restored() {
+        let _ = writeln!(
+            out,
+            "Failover IPs after the way back: {} of {} routed as before the recovery.",
+            twin.ips_back, twin.ips
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "**{} of {} failover IPs are not routed as before the recovery:**\n",
+            twin.not_back.len(),
+            twin.ips
+        );
+        for line in &twin.not_back {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    let left = back
+        .verdict
+        .as_ref()
+        .map(|v| v.shortfall.as_slice())
+        .unwrap_or_default();
+    if !left.is_empty() {
+        let _ = writeln!(out, "\nNot undone:\n");
+        let title = format!("{}: ", crate::engine::undo::OUTCOME_TITLE);
+        for line in left {
+            let _ = writeln!(out, "- {}", line.strip_prefix(&title).unwrap_or(line));
+        }
+    }
+    if !twin.other_changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nOther parts of the twin that differ from the start (left by what was not undone): {}.",
+            twin.other_changes.join(", ")
+        );
+    }
+    out
 }

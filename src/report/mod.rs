@@ -10,6 +10,7 @@ mod tables;
 
 pub use html::render as html;
 pub use markdown::render as markdown;
+pub use markdown::there_and_back;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -41,7 +42,14 @@ pub struct Report {
     pub started: String,
     pub ended: String,
     pub duration_ms: u64,
+    /// Absent for an undo run: the RTO is the recovery's target, not its way back's.
     pub rto: Option<Rto>,
+    /// This run is the undo of that run (`lifeboat undo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<String>,
+    /// The runs that undo this one (set by the caller, who can list the store's runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undone_by: Vec<String>,
     /// Time spent in waits (sleeps, gates, steps that wait for OVH or an email).
     pub waiting_ms: u64,
     /// Time spent in the other steps.
@@ -175,14 +183,18 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         .collect();
     let (waiting_ms, working_ms) = waiting_and_working(&steps);
     let duration_ms = run.updated_at.saturating_sub(run.created_at);
-    let rto = run.runbook.rto_secs.map(|secs| {
-        let target_ms = secs * 1000;
-        Rto {
-            target_ms,
-            met: duration_ms <= target_ms,
-            margin_ms: duration_ms as i64 - target_ms as i64,
-        }
-    });
+    let rto = run
+        .runbook
+        .rto_secs
+        .filter(|_| run.undo_of.is_none())
+        .map(|secs| {
+            let target_ms = secs * 1000;
+            Rto {
+                target_ms,
+                met: duration_ms <= target_ms,
+                margin_ms: duration_ms as i64 - target_ms as i64,
+            }
+        });
     let params = run
         .params
         .iter()
@@ -216,6 +228,8 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         ended: format_time(run.updated_at),
         duration_ms,
         rto,
+        undo_of: run.undo_of.as_ref().map(ToString::to_string),
+        undone_by: Vec::new(),
         waiting_ms,
         working_ms,
         steps,
