@@ -481,4 +481,157 @@ print(time.time() - t0)
         "< 50 ms".into(),
         check < 0.05,
     );
+
+    postgres(&mut report, tmp.path(), reps);
+}
+
+/// Section 7: the same durable steps on the PostgreSQL store (the server of
+/// `LIFEBOAT_TEST_POSTGRES`, as `./test` starts it, over loopback); section 8: a takeover of a
+/// frozen driver.
+fn postgres(report: &mut Report, tmp: &Path, reps: usize) {
+    let server = std::env::var("LIFEBOAT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://lifeboat@127.0.0.1:55432/postgres".to_string());
+    let Ok(mut admin) = postgres::Client::connect(&server, postgres::NoTls) else {
+        println!("7. PostgreSQL store: skipped (no server at {server}; ./test starts one)");
+        return;
+    };
+    let mut fresh = |name: &str| {
+        let db = format!("lifeboat_bench_{name}_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        let (head, _) = server.rsplit_once('/').unwrap();
+        format!("{head}/{db}?sslmode=disable")
+    };
+    let on = |url: &str, dir: &Path| {
+        let mut c = lifeboat(dir);
+        c.env("LIFEBOAT_STORE", url);
+        c
+    };
+    let seconds = |url: &str, dir: &Path, run: &str| {
+        let out = on(url, dir)
+            .args(["status", run, "--json"])
+            .output()
+            .unwrap();
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (s["updated_at"].as_u64().unwrap() - s["created_at"].as_u64().unwrap()) as f64 / 1000.0
+    };
+    let started = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (n_seq, n_par) = (2000, 10_000);
+    let seq = write(
+        tmp,
+        "pg-seq.rhai",
+        &format!("for i in 0..{n_seq} {{ step(`s${{i}}`, || i); }}"),
+    );
+    let par = write(
+        tmp,
+        "pg-par.rhai",
+        &format!("let items = []; for i in 0..{n_par} {{ items.push(i); }}\nparallel(items, #{{ limit: 64 }}, |i| step(`s${{i}}`, || i)).len()"),
+    );
+    let (mut seqs, mut pars) = (Vec::new(), Vec::new());
+    for r in 0..reps {
+        let url = fresh(&format!("seq{r}"));
+        let run = started(&on(&url, tmp).args(["run", &seq]).output().unwrap());
+        seqs.push(n_seq as f64 / seconds(&url, tmp, &run));
+        let url = fresh(&format!("par{r}"));
+        let out = on(&url, tmp)
+            .args(["run", &par, "--max-steps", "200000"])
+            .output()
+            .unwrap();
+        let run = started(&out);
+        pars.push(n_par as f64 / seconds(&url, tmp, &run));
+    }
+    let (seq, par) = (median(seqs), median(pars));
+    report.line(
+        "7. PostgreSQL: sequential durable steps",
+        format!("{seq:.0} steps/s"),
+        "(report)".into(),
+        true,
+    );
+    report.line(
+        "7. PostgreSQL: concurrent durable steps (64)",
+        format!("{par:.0} steps/s"),
+        "(report)".into(),
+        true,
+    );
+
+    // 8. Takeover: a driver frozen (SIGSTOP) in the middle of a run; another process resumes
+    //    it; the time from the freeze to the next step finishing there. Lease 3 s, grace 0.5 s.
+    let slow = write(
+        tmp,
+        "pg-slow.rhai",
+        "for i in 0..100 { step(`s${i}`, || i); sleep(\"20ms\"); }",
+    );
+    let mut takeovers = Vec::new();
+    for r in 0..reps {
+        let url = fresh(&format!("take{r}"));
+        let lease = |mut c: Command| {
+            c.env("LIFEBOAT_LEASE", "3s")
+                .env("LIFEBOAT_LEASE_GRACE", "500ms");
+            c
+        };
+        let mut first = lease(on(&url, tmp))
+            .args(["run", &slow])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let run = line.trim().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Command::new("kill")
+            .args(["-STOP", &first.id().to_string()])
+            .status()
+            .unwrap();
+        let frozen = Instant::now();
+        let mut second = lease(on(&url, tmp))
+            .args(["resume", &run])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first step the new driver finishes.
+        let mut err = std::io::BufReader::new(second.stderr.take().unwrap());
+        let mut l = String::new();
+        while std::io::BufRead::read_line(&mut err, &mut l).unwrap() > 0 {
+            if l.starts_with("  ✓ s") {
+                break;
+            }
+            l.clear();
+        }
+        takeovers.push(frozen.elapsed().as_secs_f64());
+        let _ = second.wait();
+        let _ = first.kill();
+        Command::new("kill")
+            .args(["-CONT", &first.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = first.wait();
+    }
+    let takeover = median(takeovers);
+    report.line(
+        "8. takeover of a frozen driver (lease 3 s + grace 0.5 s)",
+        format!("{takeover:.2} s"),
+        "<= lease + grace + 1 s (4.5 s)".into(),
+        takeover <= 4.5,
+    );
 }

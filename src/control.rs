@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::engine::{open_gates, LiveInfo, LiveRuns};
 use crate::journal::{
-    self, Decision, Entry, Event, EventRecord, Journal, RunExport, RunId, RunRecord, RunView,
-    StepState,
+    self, Decision, Entry, Event, EventRecord, Journal, Location, RunExport, RunId, RunRecord,
+    RunView, StepState,
 };
 
 /// The socket's file name inside the data directory.
@@ -112,6 +112,9 @@ pub enum Response {
         run: Box<RunRecord>,
         events: Vec<EventRecord>,
         live: Option<LiveInfo>,
+        /// On a shared store: who holds the run's lease.
+        #[serde(default)]
+        lease: Option<journal::LeaseInfo>,
     },
     Done {
         message: String,
@@ -155,6 +158,7 @@ impl Service {
                 run: Box::new(self.journal.run(&id)?),
                 events: self.journal.events(&id)?,
                 live: self.live.info(&id),
+                lease: self.journal.lease(&id)?,
             }),
             Request::Approve { id, gate, by } => self.approve(&id, &gate, &by),
             Request::Abort { id, by } => self.abort(&id, &by),
@@ -354,8 +358,19 @@ fn refused(message: String, exit_code: u8) -> Error {
 
 /// Serves the control API on `DIR/control.sock` from a background thread. Only the holder of
 /// the store's lock calls this, so a socket file left by a dead process can be replaced.
-pub fn serve(dir: &Path, service: Arc<Service>) -> Result<(), Error> {
-    let path = dir.join(SOCKET_NAME);
+pub fn serve(location: &Location, service: Arc<Service>) -> Result<(), Error> {
+    let path = location.dir().join(SOCKET_NAME);
+    // On a shared store, several processes of this machine may drive runs at once: the first
+    // serves this machine's socket (it answers for the store, and for its own live runs).
+    if matches!(location, Location::Postgres { .. }) {
+        if let Ok(Response::Owner { .. }) = call_socket(&path, &Request::Owner) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(location.dir()).map_err(|e| Error::Socket {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+    }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| Error::Socket {
         path: path.clone(),
@@ -429,7 +444,19 @@ impl Access {
     /// Opens the store in `dir`, or finds the process that holds it. A store held by a process
     /// that does not answer (a short `status` in another terminal) is retried for a few
     /// seconds before giving up with [`journal::Error::Locked`].
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Access, Error> {
+    pub fn open(location: &Location, clock: Arc<dyn Clock>) -> Result<Access, Error> {
+        let dir = match location {
+            Location::Dir(dir) => dir,
+            // Every process reaches a shared store; one that drives runs on this machine also
+            // knows how they stand right now (task waits), so it is asked when it answers.
+            Location::Postgres { dir, .. } => {
+                let socket = dir.join(SOCKET_NAME);
+                if let Ok(Response::Owner { .. }) = call_socket(&socket, &Request::Owner) {
+                    return Ok(Access::Remote(socket));
+                }
+                return Ok(Access::Local(Arc::new(Journal::open_at(location)?), clock));
+            }
+        };
         let socket = dir.join(SOCKET_NAME);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -453,8 +480,13 @@ impl Access {
     }
 
     /// Opens the store for executing runs, which needs the store itself.
-    pub fn open_for_run(dir: &Path) -> Result<Arc<Journal>, Error> {
-        match Access::open(dir, Arc::new(crate::clock::SystemClock))? {
+    pub fn open_for_run(location: &Location) -> Result<Arc<Journal>, Error> {
+        if let Location::Postgres { .. } = location {
+            // Shared: every driver opens it; leases keep them off one another's runs.
+            return Ok(Arc::new(Journal::open_at(location)?));
+        }
+        let dir = location.dir();
+        match Access::open(location, Arc::new(crate::clock::SystemClock))? {
             Access::Local(journal, _) => Ok(journal),
             Access::Remote(socket) => match call_socket(&socket, &Request::Owner)? {
                 Response::Owner { pid, runs } => Err(Error::Busy {
@@ -491,6 +523,16 @@ fn call_socket(path: &Path, request: &Request) -> Result<Response, Error> {
         detail,
     };
     let mut stream = UnixStream::connect(path).map_err(|e| err(e.to_string()))?;
+    // A process that holds the socket but does not answer (stopped, frozen) must not hang
+    // the caller: "who are you" is answered at once by a live owner; other requests may wait
+    // for a run to record its end.
+    let patience = match request {
+        Request::Owner => Duration::from_secs(2),
+        _ => Duration::from_secs(60),
+    };
+    stream
+        .set_read_timeout(Some(patience))
+        .map_err(|e| err(e.to_string()))?;
     let mut bytes = serde_json::to_vec(request).map_err(|e| err(e.to_string()))?;
     bytes.push(b'\n');
     stream.write_all(&bytes).map_err(|e| err(e.to_string()))?;

@@ -147,7 +147,7 @@ fn unknown_run_id() {
 
 #[test]
 fn corrupt_store_is_a_clear_error_not_a_panic() {
-    let env = Env::new();
+    let env = Env::embedded();
     std::fs::create_dir_all(env.db()).unwrap();
     std::fs::write(env.db().join("conf"), b"this is not sled").unwrap();
     std::fs::write(env.db().join("db"), vec![0xA5u8; 4096]).unwrap();
@@ -172,7 +172,7 @@ fn corrupt_store_is_a_clear_error_not_a_panic() {
 
 #[test]
 fn locked_store_without_an_owner_that_answers() {
-    let env = Env::new();
+    let env = Env::embedded();
     // Hold the store the way a process that serves no control socket would.
     let _held = lifeboat::journal::Journal::open(&env.db()).unwrap();
     let out = env.run(&["status"]);
@@ -188,7 +188,7 @@ fn locked_store_without_an_owner_that_answers() {
 
 #[test]
 fn a_second_run_on_a_busy_store_gets_a_clear_message() {
-    let env = Env::new();
+    let env = Env::embedded();
     let rb = env.runbook("gate.rhai", "approve(\"go\", \"ok?\");\n");
     let mut child = env.spawn(&["run", &rb]);
     let run = crate::support::read_run_id(&mut child);

@@ -499,7 +499,7 @@ fn a_gate_past_its_timeout_pauses_or_aborts() {
 
 #[test]
 fn a_store_that_lost_synced_data_is_refused_and_verify_says_so() {
-    let env = Env::new();
+    let env = Env::embedded();
     let rb = env.runbook("two.rhai", "step(\"a\", || 1);\nstep(\"b\", || 2)\n");
     env.run(&["run", &rb]).expect_code(0);
     env.run(&["run", &rb]).expect_code(0);
@@ -593,7 +593,7 @@ fn a_store_that_lost_synced_data_is_refused_and_verify_says_so() {
 /// the journal.
 #[test]
 fn a_snapshot_left_half_written_by_a_kill_does_not_make_the_store_unreadable() {
-    let env = Env::new();
+    let env = Env::embedded();
     let rb = env.runbook("one.rhai", "step(\"a\", || 1)\n");
     let out = env.run(&["run", &rb]);
     out.expect_code(0);

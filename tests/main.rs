@@ -17,6 +17,7 @@ mod power_cut;
 mod python_client;
 mod recoveries;
 mod runbooks;
+mod shared_store;
 mod sim_rules;
 mod sim_tls;
 mod undo;

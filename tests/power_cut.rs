@@ -47,7 +47,7 @@ fn power_cuts_lose_no_finished_step_and_repeat_no_effect() {
     let mut cuts = 0;
     for seed in 1..=5u64 {
         let counter = Counter::start();
-        let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+        let env = Env::embedded().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
         let rb = env.runbook("power.rhai", RUNBOOK);
         std::fs::create_dir(env.db()).unwrap();
         let mut power = PowerFs::mount(&env.db());
@@ -232,7 +232,7 @@ fn every_barrier_is_a_real_sync_seen_by_strace() {
 #[test]
 fn a_full_disk_stops_the_run_without_losing_it_and_resume_finishes_it() {
     let counter = Counter::start();
-    let env = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let env = Env::embedded().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
     let rb = env.runbook(
         "full.rhai",
         r#"

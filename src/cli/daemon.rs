@@ -31,7 +31,7 @@ struct Daemon {
 }
 
 pub fn run(
-    db: &Path,
+    db: &crate::journal::Location,
     config_file: Option<&Path>,
     clock: Arc<dyn Clock>,
     limits: Limits,
@@ -59,7 +59,7 @@ pub fn run(
     control::serve(db, service)?;
     eprintln!(
         "lifeboat daemon: store {}, {} schedule(s)",
-        db.display(),
+        db.describe(),
         schedules.len()
     );
 

@@ -16,7 +16,7 @@ use crate::journal::Decision;
 
 /// What to record, and whether to continue the run afterwards.
 pub(super) struct DecideArgs<'a> {
-    pub db: &'a Path,
+    pub db: &'a crate::journal::Location,
     pub config_file: Option<&'a Path>,
     pub run_id: &'a str,
     pub step: String,

@@ -23,7 +23,7 @@ use crate::control::{self, Access, Request, Response, Service};
 use crate::engine::ovh_api::OvhAccess;
 use crate::engine::{params, Engine, Limits, Outcome, Prompt, RunOptions, Runbook};
 use crate::error::Error;
-use crate::journal::{Decision, Mode, RunExport, RunId};
+use crate::journal::{Decision, Location, Mode, RunExport, RunId};
 
 /// Disaster-recovery runbooks that survive crashes: durable, resumable, rehearsable.
 #[derive(Debug, Parser)]
@@ -33,6 +33,12 @@ pub struct Cli {
     /// [default: $XDG_DATA_HOME/lifeboat, else ~/.local/share/lifeboat]
     #[arg(long, global = true, env = "LIFEBOAT_DB", value_name = "DIR")]
     db: Option<PathBuf>,
+
+    /// A shared store instead of the embedded one: a PostgreSQL URL
+    /// (postgres://user:password@host:5432/lifeboat?sslmode=require). [default: `[store] url`
+    /// in the config file, else the embedded store in --db]
+    #[arg(long, global = true, env = "LIFEBOAT_STORE", value_name = "URL")]
+    store: Option<String>,
 
     /// lifeboat's config file (mail: [smtp], [imap], [notify]).
     /// [default: $XDG_CONFIG_HOME/lifeboat/config.toml, else ~/.config/lifeboat/config.toml]
@@ -326,6 +332,28 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
     }
 }
 
+/// `[store] url` of the config file, if it has one.
+fn store_url(config_file: Option<&std::path::Path>) -> Result<Option<String>, Error> {
+    let default = crate::mail::default_config_path();
+    let Some(path) = config_file.or(default.as_deref()).filter(|p| p.exists()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let value: toml::Value =
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    match value.get("store").map(|s| s.get("url")) {
+        None => Ok(None),
+        Some(Some(toml::Value::String(url))) => Ok(Some(url.clone())),
+        Some(_) => Err(Error::Usage(format!(
+            "{}: [store] needs url = \"postgres://...\"",
+            path.display()
+        ))),
+    }
+}
+
 fn data_dir(db: Option<PathBuf>) -> Result<PathBuf, Error> {
     if let Some(db) = db {
         return Ok(db);
@@ -360,8 +388,12 @@ fn parse_run_id(raw: &str) -> Result<RunId, Error> {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
-    let db = data_dir(cli.db)?;
     let config_file = cli.config;
+    let store = match cli.store {
+        Some(url) => Some(url),
+        None => store_url(config_file.as_deref())?,
+    };
+    let db = Location::new(data_dir(cli.db)?, store.as_deref())?;
     match cli.command {
         Command::Check { runbook, limits } => {
             let rb = Runbook::load(&runbook, &limits.limits())?;
@@ -450,11 +482,19 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 Some(raw) => match access.call(Request::Run {
                     id: parse_run_id(&raw)?,
                 })? {
-                    Response::Run { run, events, live } => {
-                        let undone_by = undone_by(&access, &run.id)?;
+                    Response::Run {
+                        run,
+                        events,
+                        live,
+                        lease,
+                    } => {
+                        let links = output::Links {
+                            undone_by: undone_by(&access, &run.id)?,
+                            lease,
+                        };
                         print!(
                             "{}",
-                            output::run_status(&run, &events, live.as_ref(), &undone_by, json)?
+                            output::run_status(&run, &events, live.as_ref(), &links, json)?
                         )
                     }
                     other => return Err(unexpected(other)),
@@ -578,9 +618,12 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Demo => demo::run(),
         Command::Verify => {
-            let journal = crate::journal::Journal::open(&db)?;
+            let Location::Dir(dir) = &db else {
+                return Err(Error::Usage("`lifeboat verify` checks the embedded store (--db); a PostgreSQL store is checked by PostgreSQL itself".into()));
+            };
+            let journal = crate::journal::Journal::open(dir)?;
             let checks = journal.verify()?;
-            print!("{}", output::verify(&db, &checks));
+            print!("{}", output::verify(dir, &checks));
             Ok(if checks.iter().all(|c| c.problems.is_empty()) {
                 0
             } else {
@@ -661,7 +704,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
 }
 
 fn decide(
-    db: &std::path::Path,
+    db: &Location,
     config_file: Option<&std::path::Path>,
     run_id: &str,
     step: String,
@@ -789,7 +832,7 @@ struct Executor {
 /// connects the OVH client (from `OVH_*` and ovh.conf; a runbook that calls `ovh` without
 /// them fails with the reason).
 fn open_engine(
-    db: &std::path::Path,
+    db: &Location,
     config_file: Option<&std::path::Path>,
     clock: Arc<dyn Clock>,
     limits: Limits,
@@ -816,7 +859,7 @@ fn new_runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// [`open_engine`] with a given runtime and OVH client (a rehearsal's simulator).
 fn open_engine_with(
-    db: &std::path::Path,
+    db: &Location,
     config_file: Option<&std::path::Path>,
     clock: Arc<dyn Clock>,
     limits: Limits,

@@ -311,9 +311,10 @@ pub fn run_status(
     run: &RunRecord,
     events: &[EventRecord],
     live: Option<&LiveInfo>,
-    undone_by: &[RunId],
+    links: &Links,
     as_json: bool,
 ) -> Result<String, Error> {
+    let undone_by = &links.undone_by;
     let view = RunView::from_events(events)?;
     let steps = summarize(&view);
     if as_json {
@@ -324,6 +325,7 @@ pub fn run_status(
             "mode": run.mode,
             "undo_of": run.undo_of,
             "undone_by": undone_by,
+            "lease": links.lease,
             "state": run.state,
             "status": state_label(run, live),
             "outcome": match &run.state {
@@ -360,6 +362,27 @@ pub fn run_status(
     }
     for by in undone_by {
         let _ = writeln!(out, "undone by: run {by}");
+    }
+    // Who drives a running run on a shared store (a stopped run's lease is released).
+    if let Some(lease) = links
+        .lease
+        .as_ref()
+        .filter(|_| matches!(run.state, RunState::Running { .. }))
+    {
+        let when = if lease.expires_in >= 0.0 {
+            format!("held for {:.1}s more", lease.expires_in)
+        } else {
+            format!(
+                "expired {:.1}s ago: orphaned, nobody drives it (`lifeboat resume {}` takes it over)",
+                -lease.expires_in,
+                run.id
+            )
+        };
+        let _ = writeln!(
+            out,
+            "lease:     {} (epoch {}), {when}",
+            lease.owner, lease.epoch
+        );
     }
     match &run.state {
         RunState::Failed { error, .. } => {
@@ -519,6 +542,13 @@ pub fn plan(events: &[EventRecord], finished: bool, what: &str) -> String {
         let _ = writeln!(out, "  {:>2}. {step}{call}{body}", i + 1);
     }
     out
+}
+
+/// What `status RUN` shows besides the run itself: the runs that undo it, and its lease on a
+/// shared store.
+pub struct Links {
+    pub undone_by: Vec<RunId>,
+    pub lease: Option<crate::journal::LeaseInfo>,
 }
 
 /// `lifeboat log RUN_ID`.

@@ -4,6 +4,7 @@
 //! everything that can be undone.
 
 use crate::error::Error;
+use crate::journal::Location;
 use crate::journal::{Mode, RunId};
 use crate::twin::Comparison;
 
@@ -19,7 +20,7 @@ pub struct RehearseArgs {
 }
 
 pub fn run(
-    db: &std::path::Path,
+    db: &Location,
     config_file: Option<&std::path::Path>,
     args: RehearseArgs,
 ) -> Result<u8, Error> {

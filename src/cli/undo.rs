@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 
 use crate::engine::undo::{WayBack, WayKind};
 use crate::error::Error;
+use crate::journal::Location;
 use crate::journal::Mode;
 
 use super::{finish, open_engine, output, parse_run_id, run_options};
 
 pub fn run(
-    db: &std::path::Path,
+    db: &Location,
     config_file: Option<&std::path::Path>,
     run_id: &str,
     args: super::StartArgs,

@@ -462,6 +462,8 @@ impl Engine {
                 &self.limits,
             )?,
         };
+        // On a shared store, this process alone drives the run from here on (until it stops).
+        let _lease = self.journal.take_lease(id, &lease_owner())?;
         let events = self.journal.events(id)?;
         let view = RunView::from_events(&events)?;
         let resumed = !events.is_empty();
@@ -544,7 +546,16 @@ impl Engine {
                 (Err(e), event)
             }
         };
-        let recorded = self.journal.append_durable(id, self.clock.now(), event);
+        // An abort decided on another host is already in the store.
+        let already = matches!(&event, Event::RunAborted { .. })
+            && self.journal.run(id).is_ok_and(|r| r.state.is_final());
+        let recorded = if already {
+            Ok(())
+        } else {
+            self.journal
+                .append_durable(id, self.clock.now(), event)
+                .map(drop)
+        };
         // Only now leave the live set: the control API then finds the final state on disk.
         lock(&self.live.runs).remove(id);
         // A run that already stopped on an error reports that error, not a second failure to
@@ -659,6 +670,22 @@ impl Engine {
             }),
         }
     }
+}
+
+/// Who drives a run under a lease: this host, this process, and a random id (a process id can
+/// be reused after a reboot).
+fn lease_owner() -> String {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{host} pid {} id {:08x}",
+        std::process::id(),
+        nanos ^ std::process::id().rotate_left(16)
+    )
 }
 
 /// The message for an error that ended a run, with its runbook position and, for limits, what

@@ -144,6 +144,8 @@ pub struct RunContext {
     /// it writes nothing and waits for nothing (either ends the replay, where the run's journal
     /// ends), and it collects what each finished step declared about its way back.
     pub(crate) forward: Option<Arc<super::undo::Forward>>,
+    /// On a shared store: when the store was last read for what people decided elsewhere.
+    polled: Mutex<Option<Instant>>,
 }
 
 impl RunContext {
@@ -187,6 +189,7 @@ impl RunContext {
             last_step_failure: Mutex::new(None),
             plan,
             forward: None,
+            polled: Mutex::new(None),
         }
     }
 
@@ -263,6 +266,42 @@ impl RunContext {
             .progress(&self.id, Progress::GateApproved { gate, by });
         self.notify();
         Ok(())
+    }
+
+    /// On a shared store, people act on a run from any host: their approvals and aborts are
+    /// in the store, not in this process. Read them (at most every half second) while waiting.
+    fn poll_shared(&self) {
+        if !self.journal.is_shared() {
+            return;
+        }
+        {
+            let mut polled = lock(&self.polled);
+            if polled.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
+                return;
+            }
+            *polled = Some(Instant::now());
+        }
+        if let Ok(record) = self.journal.run(&self.id) {
+            if let crate::journal::RunState::Aborted { by } = &record.state {
+                self.request_abort(by);
+                return;
+            }
+        }
+        let Ok(events) = self.journal.events(&self.id) else {
+            return;
+        };
+        for e in events.iter().filter(|e| e.seq > self.view.last_seq) {
+            if let Event::GateApproved { gate, by } = &e.event {
+                let fresh = lock(&self.approvals)
+                    .insert(gate.clone(), by.clone())
+                    .is_none();
+                if fresh {
+                    self.observer
+                        .progress(&self.id, Progress::GateApproved { gate, by });
+                    self.notify();
+                }
+            }
+        }
     }
 
     /// Asks the run to stop for good at its next operation.
@@ -447,6 +486,10 @@ impl RunContext {
         let body = lane::current_body().ok_or_else(|| {
             script_error(format!("{what} changes things outside lifeboat and must be called inside a step, so that it runs once"), pos)
         })?;
+        // A driver that may have lost its run to another process sends nothing.
+        self.journal
+            .check_lease(&self.id)
+            .map_err(|e| self.journal_error(e))?;
         if !body.effects {
             self.record(Event::StepEffect {
                 key: body.key.clone(),
@@ -492,6 +535,7 @@ impl RunContext {
             }
             let guard = lock(m);
             let _ = cv.wait_timeout(guard, real.max(Duration::from_millis(1)));
+            self.poll_shared();
         }
     }
 
@@ -1039,6 +1083,11 @@ impl RunContext {
                 .wait_timeout(seen, Duration::from_millis(100))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            // Approvals from other hosts notify this same condition variable: not while
+            // holding it.
+            drop(seen);
+            self.poll_shared();
+            seen = lock(m);
         };
         // Pausing and aborting wake every waiter through `wake`: not while holding it.
         drop(seen);

@@ -9,23 +9,29 @@
 //! before a step is reported done); the journal makes it cheap. Storage sits behind [`Store`].
 
 mod event;
+mod postgres_store;
 mod run;
+mod sled_store;
 mod step_state;
 mod store;
 mod verify;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 pub use event::{Decision, Event, EventRecord, PauseReason};
+pub use postgres_store::PostgresStore;
 pub use run::{GroupTally, Mode, ModuleFile, RunId, RunRecord, RunState, RunbookInfo, Verdict};
+pub use sled_store::{SledStore, MANIFEST_NAME};
 pub use step_state::{
     AttemptRecord, DecisionRecord, Entry, LogLine, OutcomeGroup, RunView, StepState,
 };
-pub use store::{Keyspace, SledStore, Store, MANIFEST_NAME};
+pub use store::{redact, Keyspace, LeaseInfo, Location, Store};
 pub use verify::RunCheck;
 
 /// The layout version this build writes. A store with a higher version is refused, so an old
@@ -51,6 +57,25 @@ pub enum Error {
     Damaged { dir: PathBuf, detail: String },
     #[error("the journal store {} was written by a newer lifeboat (schema {found}, this build reads up to {SCHEMA_VERSION}); use that version", dir.display())]
     NewerSchema { dir: PathBuf, found: u32 },
+    #[error("--store {given}: not a store lifeboat knows; give a postgres:// URL (or nothing, for the embedded store in --db)")]
+    BadLocation { given: String },
+    #[error("the PostgreSQL store {store}: {detail}")]
+    Database { store: String, detail: String },
+    #[error("the PostgreSQL store {store} has schema version {found}, from a newer lifeboat (this build knows up to {known}); use that version")]
+    NewerDatabase {
+        store: String,
+        found: i32,
+        known: i32,
+    },
+    #[error("run {run} is being driven by {owner} (its lease runs {left}); it can be taken over only once that lease has expired and its grace period ({grace}) passed: `lifeboat status {run}` shows the lease")]
+    Leased {
+        run: String,
+        owner: String,
+        left: String,
+        grace: String,
+    },
+    #[error("run {run} was taken over by another process ({detail}): this process wrote and sent nothing more, and stopped. The run goes on there (`lifeboat status {run}`)")]
+    Deposed { run: String, detail: String },
     #[error("storage error in {}: {detail}", dir.display())]
     Storage { dir: PathBuf, detail: String },
     /// The store's disk refuses writes: full, read-only, or not ours. Nothing already written
@@ -121,7 +146,11 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::NewerSchema { .. }
             | Error::UnknownRun { .. }
-            | Error::RunExists { .. } => 2,
+            | Error::RunExists { .. }
+            | Error::BadLocation { .. }
+            | Error::NewerDatabase { .. }
+            | Error::Leased { .. } => 2,
+            Error::Database { .. } | Error::Deposed { .. } => 1,
             Error::Storage { .. }
             | Error::Unwritable { .. }
             | Error::Io { .. }
@@ -155,6 +184,62 @@ struct FlushState {
     flushing: bool,
 }
 
+/// How long a run's lease lasts and how long after its expiry another process may take the
+/// run over (`LIFEBOAT_LEASE`, `LIFEBOAT_LEASE_GRACE`; shared stores only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeaseSettings {
+    pub ttl: Duration,
+    pub grace: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            ttl: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LeaseSettings {
+    /// The settings from `LIFEBOAT_LEASE` and `LIFEBOAT_LEASE_GRACE` (durations such as
+    /// `15s`), else the defaults.
+    pub fn from_env() -> Result<LeaseSettings, String> {
+        let mut s = LeaseSettings::default();
+        for (var, slot) in [
+            ("LIFEBOAT_LEASE", &mut s.ttl),
+            ("LIFEBOAT_LEASE_GRACE", &mut s.grace),
+        ] {
+            if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                *slot = humantime::parse_duration(&v)
+                    .map_err(|e| format!("{var}={v:?}: {e} (a duration such as 15s)"))?;
+            }
+        }
+        if s.ttl < Duration::from_millis(300) {
+            return Err(format!(
+                "LIFEBOAT_LEASE: {} is too short for renewals every third of it",
+                humantime::format_duration(s.ttl)
+            ));
+        }
+        Ok(s)
+    }
+
+    /// How long after a renewal was sent the driver still counts on its lease: two thirds of
+    /// it, so that a driver frozen past that point stops before anything can take over.
+    fn safe_for(&self) -> Duration {
+        self.ttl * 2 / 3
+    }
+}
+
+/// A lease this process holds on a run.
+struct Held {
+    epoch: u64,
+    /// When the last renewal that succeeded was sent (this machine's monotonic clock).
+    renewed: Instant,
+    /// Set when the lease was lost: what happened.
+    lost: Option<String>,
+}
+
 /// Durable storage of runs and their events.
 pub struct Journal {
     store: Box<dyn Store>,
@@ -162,6 +247,9 @@ pub struct Journal {
     durability: Durability,
     /// Serialises read-modify-write of run headers.
     header_lock: Mutex<()>,
+    /// The runs this process drives under a lease (shared stores), by run id.
+    held: Mutex<HashMap<RunId, Held>>,
+    leases: LeaseSettings,
 }
 
 impl Journal {
@@ -169,6 +257,227 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, Error> {
         let store = SledStore::open(dir)?;
         Journal::with_store(Box::new(store), dir)
+    }
+
+    /// Opens the store at `location`: sled in a directory, or a PostgreSQL database.
+    pub fn open_at(location: &Location) -> Result<Journal, Error> {
+        match location {
+            Location::Dir(dir) => Journal::open(dir),
+            Location::Postgres { url, dir } => {
+                let store = PostgresStore::open(url)?;
+                let mut journal = Journal::with_store(Box::new(store), dir)?;
+                journal.leases = LeaseSettings::from_env().map_err(|detail| Error::Database {
+                    store: redact(url),
+                    detail,
+                })?;
+                Ok(journal)
+            }
+        }
+    }
+
+    /// Whether other processes may write this store at the same time (see [`Store::is_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    pub fn lease_settings(&self) -> LeaseSettings {
+        self.leases
+    }
+
+    /// Takes the lease of run `id` for this process (`owner` names it), so that it alone
+    /// drives the run; renewed every third of its length until the returned guard drops.
+    ///
+    /// A lease held by another process is waited for while it runs out unrenewed (its holder
+    /// died: the run is taken over once it expired and the grace period passed); a lease that
+    /// is renewed meanwhile has a live holder, and [`Error::Leased`] says who. On a store held
+    /// by one process, there is nothing to take.
+    pub fn take_lease(self: &Arc<Self>, id: &RunId, owner: &str) -> Result<LeaseGuard, Error> {
+        if !self.is_shared() {
+            return Ok(LeaseGuard { journal: None });
+        }
+        // The holder's expiry as first seen (epoch, when on this machine's clock).
+        let mut first: Option<(u64, Instant)> = None;
+        let mut dead: Option<String> = None;
+        let (sent, epoch) = loop {
+            let sent = Instant::now();
+            let holder = match self.store.acquire_lease(
+                id.as_str(),
+                owner,
+                self.leases.ttl,
+                self.leases.grace,
+                dead.as_deref(),
+            )? {
+                Ok(epoch) => break (sent, epoch),
+                Err(holder) => holder,
+            };
+            // A holder of this machine that exited sends nothing more: no need to wait for its
+            // lease (a frozen one still exists, and is waited for).
+            if dead.is_none() && exited_here(&holder.owner) {
+                dead = Some(holder.owner);
+                continue;
+            }
+            let expiry = sent + Duration::from_secs_f64(holder.expires_in.max(0.0));
+            let renewed = first.is_some_and(|(epoch, at)| {
+                holder.epoch != epoch || expiry > at + Duration::from_millis(200)
+            });
+            if renewed {
+                return Err(Error::Leased {
+                    run: id.to_string(),
+                    owner: holder.owner,
+                    left: format!("{:.1}s more, and is being renewed", holder.expires_in),
+                    grace: humantime::format_duration(self.leases.grace).to_string(),
+                });
+            }
+            first.get_or_insert((holder.epoch, expiry));
+            // Unrenewed so far: wait for it to run out and the grace period to pass, looking
+            // again every second.
+            let until = expiry + self.leases.grace + Duration::from_millis(50);
+            let wait = until.saturating_duration_since(Instant::now());
+            std::thread::sleep(wait.clamp(Duration::from_millis(50), Duration::from_secs(1)));
+        };
+        lock(&self.held).insert(
+            id.clone(),
+            Held {
+                epoch,
+                renewed: sent,
+                lost: None,
+            },
+        );
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let renewer = {
+            let (journal, id, stop) = (Arc::clone(self), id.clone(), stop.clone());
+            std::thread::spawn(move || journal.renew_until(&id, epoch, &stop))
+        };
+        Ok(LeaseGuard {
+            journal: Some((Arc::clone(self), id.clone(), epoch, stop, Some(renewer))),
+        })
+    }
+
+    /// The renewal loop of a held lease: every third of its length, until `stop`.
+    fn renew_until(&self, id: &RunId, epoch: u64, stop: &(Mutex<bool>, Condvar)) {
+        let every = self.leases.ttl / 3;
+        loop {
+            {
+                let (m, cv) = stop;
+                let stopped = lock(m);
+                let (stopped, _) = cv
+                    .wait_timeout_while(stopped, every, |s| !*s)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *stopped {
+                    return;
+                }
+            }
+            let sent = Instant::now();
+            match self.store.renew_lease(id.as_str(), epoch, self.leases.ttl) {
+                Ok(true) => {
+                    if let Some(h) = lock(&self.held).get_mut(id) {
+                        h.renewed = sent;
+                    }
+                }
+                Ok(false) => {
+                    self.lose(id, "another process took its lease over".to_string());
+                    return;
+                }
+                // The database is unreachable: keep trying; the driver stops on its own clock
+                // if the lease runs out meanwhile (see `check_lease`).
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn lose(&self, id: &RunId, why: String) {
+        if let Some(h) = lock(&self.held).get_mut(id) {
+            h.lost.get_or_insert(why);
+        }
+    }
+
+    /// Whether this process may still act for run `id`: its lease is held and, by this
+    /// machine's monotonic clock, was renewed recently enough that nobody can have taken it.
+    /// Asked before every change sent outside lifeboat.
+    pub fn check_lease(&self, id: &RunId) -> Result<(), Error> {
+        let stale = {
+            let held = lock(&self.held);
+            let Some(h) = held.get(id) else {
+                return Ok(());
+            };
+            if let Some(why) = &h.lost {
+                return Err(Error::Deposed {
+                    run: id.to_string(),
+                    detail: why.clone(),
+                });
+            }
+            (h.renewed.elapsed() >= self.leases.safe_for()).then_some((h.epoch, h.renewed))
+        };
+        let Some((epoch, renewed)) = stale else {
+            return Ok(());
+        };
+        // Renewals stopped for a while (this process froze, or the database was away): only
+        // the database can say whether the run is still ours. A renewal at our epoch succeeds
+        // only if nobody took the run over meanwhile.
+        let sent = Instant::now();
+        match self.store.renew_lease(id.as_str(), epoch, self.leases.ttl) {
+            Ok(true) => {
+                if let Some(h) = lock(&self.held).get_mut(id) {
+                    h.renewed = sent;
+                }
+                Ok(())
+            }
+            answer => {
+                let why = match answer {
+                    Ok(_) => "another process took its lease over".to_string(),
+                    Err(e) => format!(
+                        "its lease was last renewed {:.1}s ago and cannot be renewed now: {e}",
+                        renewed.elapsed().as_secs_f64()
+                    ),
+                };
+                self.lose(id, why.clone());
+                Err(Error::Deposed {
+                    run: id.to_string(),
+                    detail: why,
+                })
+            }
+        }
+    }
+
+    /// The fencing epoch this process holds for run `id`, if it drives it under a lease.
+    fn fence(&self, id: &RunId) -> Result<Option<u64>, Error> {
+        match lock(&self.held).get(id) {
+            None => Ok(None),
+            Some(Held {
+                lost: Some(why), ..
+            }) => Err(Error::Deposed {
+                run: id.to_string(),
+                detail: why.clone(),
+            }),
+            Some(h) => Ok(Some(h.epoch)),
+        }
+    }
+
+    /// A write of run `id`'s data, fenced by its lease when this process holds one.
+    fn put_for(&self, id: &RunId, space: Keyspace, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        match self.fence(id)? {
+            None => self.store.put(space, key, value),
+            Some(epoch) => {
+                if self
+                    .store
+                    .put_fenced(space, key, value, id.as_str(), epoch)?
+                {
+                    Ok(())
+                } else {
+                    let why = "its lease was taken over: the store refused its write".to_string();
+                    self.lose(id, why.clone());
+                    Err(Error::Deposed {
+                        run: id.to_string(),
+                        detail: why,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Who holds run `id`'s lease, on a shared store.
+    pub fn lease(&self, id: &RunId) -> Result<Option<LeaseInfo>, Error> {
+        self.store.lease(id.as_str())
     }
 
     pub fn with_store(store: Box<dyn Store>, dir: &Path) -> Result<Journal, Error> {
@@ -210,6 +519,8 @@ impl Journal {
                 flushed_cv: Condvar::new(),
             },
             header_lock: Mutex::new(()),
+            held: Mutex::default(),
+            leases: LeaseSettings::default(),
         })
     }
 
@@ -256,8 +567,12 @@ impl Journal {
 
     fn put_run(&self, record: &RunRecord) -> Result<(), Error> {
         let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
-        self.store
-            .put(Keyspace::Runs, record.id.as_str().as_bytes(), &bytes)?;
+        self.put_for(
+            &record.id,
+            Keyspace::Runs,
+            record.id.as_str().as_bytes(),
+            &bytes,
+        )?;
         self.durability.written.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -285,8 +600,7 @@ impl Journal {
         let seq = self.store.next_id()?;
         let record = EventRecord { seq, at, event };
         let bytes = serde_json::to_vec(&record).map_err(|e| Error::Decode(e.to_string()))?;
-        self.store
-            .put(Keyspace::Events, &event_key(id, seq), &bytes)?;
+        self.put_for(id, Keyspace::Events, &event_key(id, seq), &bytes)?;
         if record.event.is_run_level() {
             let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
             let mut header = self.run(id)?;
@@ -370,6 +684,9 @@ impl Journal {
             });
         }
         self.create_run(&export.run)?;
+        if let Some(last) = export.events.iter().map(|r| r.seq).max() {
+            self.store.ids_above(last)?;
+        }
         for record in &export.events {
             let bytes = serde_json::to_vec(record).map_err(|e| Error::Decode(e.to_string()))?;
             self.store.put(
@@ -381,6 +698,55 @@ impl Journal {
         }
         self.sync()
     }
+}
+
+/// Holds a run's lease while it lives (renewing it), and gives it up when dropped.
+pub struct LeaseGuard {
+    #[allow(clippy::type_complexity)]
+    journal: Option<(
+        Arc<Journal>,
+        RunId,
+        u64,
+        Arc<(Mutex<bool>, Condvar)>,
+        Option<std::thread::JoinHandle<()>>,
+    )>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let Some((journal, id, epoch, stop, renewer)) = self.journal.as_mut() else {
+            return;
+        };
+        *lock(&stop.0) = true;
+        stop.1.notify_all();
+        if let Some(r) = renewer.take() {
+            let _ = r.join();
+        }
+        let lost = lock(&journal.held)
+            .remove(id)
+            .is_some_and(|h| h.lost.is_some());
+        if !lost {
+            // Let another process take the run at once (it stopped here); if this fails the
+            // lease simply expires.
+            let _ = journal.store.release_lease(id.as_str(), *epoch);
+        }
+    }
+}
+
+/// Whether a lease owner (`HOST pid N id X`) is a process of this machine that has exited.
+fn exited_here(owner: &str) -> bool {
+    let mut words = owner.split(' ');
+    let (Some(host), Some("pid"), Some(pid)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    let this = hostname::get().map(|h| h.to_string_lossy().into_owned());
+    pid.parse::<u32>().is_ok()
+        && this.is_ok_and(|h| h == host)
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(crate) fn event_prefix(id: &RunId) -> Vec<u8> {

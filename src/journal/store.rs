@@ -1,30 +1,18 @@
-//! The storage trait the journal writes through, and its sled implementation.
+//! The storage seam: the trait the journal writes through, what a store is (a directory for
+//! sled, a URL for PostgreSQL), and the leases that let a shared store be driven by exactly
+//! one process per run.
 //!
-//! The journal never names sled outside this file: it sees a handful of keyspaces of ordered
-//! byte keys, and one `flush` that makes everything written so far durable. A shared-database
-//! backend (for a runner that must survive the loss of its host) implements [`Store`] and
-//! nothing else changes.
+//! The journal never names a backend outside `sled_store` and `postgres_store`: it sees a
+//! handful of keyspaces of ordered byte keys and one `flush` that makes everything written so
+//! far durable. A store that several processes open at once (PostgreSQL) also hands out
+//! **leases**: the right to drive one run, with a fencing epoch that only grows; every write
+//! made for a run under a lease is conditional on that epoch, so a driver that lost its lease
+//! can write nothing more.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::Error;
-
-/// The high-water mark kept beside sled's files: how many runs the store held and how far its
-/// sequence had gone, the last time both were known to be on stable storage. A store that opens
-/// with less has lost synced data (a truncated or replaced file), which is refused rather than
-/// shown as an empty store.
-pub const MANIFEST_NAME: &str = "lifeboat.manifest";
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Manifest {
-    runs: u64,
-    max_seq: u64,
-}
 
 /// The separate ordered key spaces the journal uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +28,16 @@ pub enum Keyspace {
 /// A stored key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// Who holds a run's lease, as a shared store knows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseInfo {
+    /// `host pid N id X`.
+    pub owner: String,
+    pub epoch: u64,
+    /// Seconds until it expires (negative: expired that long ago), by the database's clock.
+    pub expires_in: f64,
+}
+
 /// Ordered key/value storage with an explicit durability point.
 pub trait Store: Send + Sync {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
@@ -50,345 +48,152 @@ pub trait Store: Send + Sync {
     fn next_id(&self) -> Result<u64, Error>;
     /// Blocks until everything written before the call is on disk.
     fn flush(&self) -> Result<(), Error>;
-}
 
-/// The embedded sled database (pinned to 0.34.7, the last stable release).
-///
-/// sled's own flush ends in `sync_file_range` on Linux, which survives the death of the
-/// process but not a power cut: it flushes neither the device's write cache nor the file's
-/// metadata. So [`Store::flush`] follows it with `fdatasync` of sled's log file and, when
-/// their entries changed, an `fsync` of the store's directory and of sled's `blobs` directory
-/// (sled creates and renames snapshot and blob files in them).
-pub struct SledStore {
-    db: sled::Db,
-    runs: sled::Tree,
-    events: sled::Tree,
-    dir: PathBuf,
-    /// sled's log file, kept open to sync it; the store's directory and sled's `blobs`.
-    log_file: File,
-    dirs: Vec<SyncedDir>,
-    /// Runs stored, and the highest sequence handed out, as this process knows them.
-    runs_count: AtomicU64,
-    max_seq: AtomicU64,
-    /// What the manifest on disk says.
-    manifest: Mutex<Manifest>,
-}
-
-impl SledStore {
-    /// Opens (or creates) the database in `dir`.
-    ///
-    /// sled takes an exclusive file lock: a second process gets [`Error::Locked`], which callers
-    /// turn into a request over the owner's control socket instead of a raw lock error.
-    pub fn open(dir: &Path) -> Result<Self, Error> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
-        let io = |path: &Path| io_error(dir, path);
-        let created = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        if created {
-            // The new directory's own entry must survive a power cut too.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                File::open(parent)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io(parent))?;
-            }
-        }
-        let manifest_path = dir.join(MANIFEST_NAME);
-        let recorded = match std::fs::read(&manifest_path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<Manifest>(&bytes).map_err(|e| Error::Damaged {
-                    dir: dir.to_path_buf(),
-                    detail: format!("its {MANIFEST_NAME} is unreadable ({e})"),
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
-            Err(e) => return Err(io(&manifest_path)(e)),
-        };
-        remove_unfinished_snapshots(dir).map_err(io(dir))?;
-        let db = sled::Config::new()
-            .path(dir)
-            // We flush explicitly at every durability point; the background flush only
-            // shortens the window for records that are allowed to be lost (log lines).
-            .flush_every_ms(Some(1000))
-            // sled's default page cache is 1 GiB; a journal needs far less, and a recovery
-            // should not compete with the operator's tools for memory.
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| classify_open_error(dir, e, &recorded))?;
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| corrupt(dir, e.to_string(), &recorded))
-        };
-        let runs = tree("runs")?;
-        let events = tree("events")?;
-        let log_path = dir.join("db");
-        let log_file = File::open(&log_path).map_err(io(&log_path))?;
-        // sled created its files: make their names durable before anything relies on them.
-        let mut dirs = vec![SyncedDir::open(dir).map_err(io(dir))?];
-        let blobs = dir.join("blobs");
-        if blobs.is_dir() {
-            dirs.push(SyncedDir::open(&blobs).map_err(io(&blobs))?);
-        }
-
-        let found = Manifest {
-            runs: runs.len() as u64,
-            max_seq: db
-                .generate_id()
-                .map_err(|e| corrupt(dir, e.to_string(), &recorded))?,
-        };
-        let plural = |n: u64| if n == 1 { "" } else { "s" };
-        let lost = if found.runs < recorded.runs {
-            Some(format!(
-                "when last synced it held {} run{}; it now opens with {} run{}",
-                recorded.runs,
-                plural(recorded.runs),
-                found.runs,
-                plural(found.runs)
-            ))
-        } else if found.max_seq < recorded.max_seq {
-            Some(format!(
-                "when last synced its event sequence had reached {}; it now opens at {}, so recent events are missing",
-                recorded.max_seq, found.max_seq
-            ))
-        } else {
-            None
-        };
-        if let Some(detail) = lost {
-            return Err(Error::Damaged {
-                dir: dir.to_path_buf(),
-                detail,
-            });
-        }
-        let store = SledStore {
-            runs,
-            events,
-            db: db.clone(),
-            dir: dir.to_path_buf(),
-            log_file,
-            dirs,
-            runs_count: AtomicU64::new(found.runs),
-            max_seq: AtomicU64::new(found.max_seq),
-            manifest: Mutex::new(recorded),
-        };
-        if recorded != found {
-            store.flush()?;
-        }
-        Ok(store)
-    }
-
-    /// Writes the high-water mark (atomically: a new file, synced, renamed over the old one,
-    /// then the directory synced). Called only after the data it describes is durable.
-    fn write_manifest(&self, mark: Manifest) -> Result<(), Error> {
-        let path = self.dir.join(MANIFEST_NAME);
-        let tmp = self.dir.join(format!("{MANIFEST_NAME}.tmp"));
-        let bytes = serde_json::to_vec(&mark).map_err(|e| Error::Decode(e.to_string()))?;
-        let io = |path: &Path| io_error(&self.dir, path);
-        {
-            use std::io::Write;
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_data().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.sync_dirs()
-    }
-
-    /// Makes the directories' entries durable, syncing those whose entries changed.
-    fn sync_dirs(&self) -> Result<(), Error> {
-        for d in &self.dirs {
-            d.sync().map_err(io_error(&self.dir, &d.path))?;
-        }
+    /// Makes [`Store::next_id`] hand out only numbers above `floor` from now on (events
+    /// imported from another store keep their sequence numbers: new ones must sort after).
+    fn ids_above(&self, floor: u64) -> Result<(), Error> {
+        while self.next_id()? <= floor {}
         Ok(())
     }
 
-    fn tree(&self, space: Keyspace) -> &sled::Tree {
-        match space {
-            Keyspace::Meta => &self.db,
-            Keyspace::Runs => &self.runs,
-            Keyspace::Events => &self.events,
-        }
+    /// Whether other processes may have this store open at the same time (a shared database):
+    /// then runs are driven under leases, and what people decide reaches a driver through the
+    /// store itself. A store held by one process (sled's file lock) needs neither.
+    fn is_shared(&self) -> bool {
+        false
     }
 
-    fn storage_error(&self, e: sled::Error) -> Error {
-        sled_error(&self.dir, e)
-    }
-}
-
-/// Removes the snapshots sled was writing when its process died (`snap.*.generating`).
-///
-/// sled 0.34 writes a snapshot to `snap.N.generating`, syncs it, then renames it `snap.N`; but
-/// when it opens, it takes the highest-named `snap.*` file, and a leftover `.generating` file
-/// (a process killed mid-write) sorts after its finished peers: sled then refuses the whole
-/// store as corrupt. Such a file is never needed (its content was never renamed into use), so
-/// it is removed before sled looks.
-fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<()> {
-    let mut removed = false;
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            std::fs::remove_file(dir.join(&*name))?;
-            removed = true;
-        }
-    }
-    if removed {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// A directory whose entries (names and the inodes they point to) must reach stable storage.
-/// `fsync` of a directory costs as much as a data sync; most barriers create, rename or
-/// remove nothing, so its listing is compared with the one last synced (a `getdents`, no
-/// disk access) and it is synced only when something changed. A file renamed over another
-/// keeps the name but changes the inode, so it counts as a change.
-struct SyncedDir {
-    path: PathBuf,
-    file: File,
-    synced: Mutex<Vec<(std::ffi::OsString, u64)>>,
-}
-
-impl SyncedDir {
-    fn open(path: &Path) -> std::io::Result<SyncedDir> {
-        let dir = SyncedDir {
-            path: path.to_path_buf(),
-            file: File::open(path)?,
-            synced: Mutex::new(Vec::new()),
-        };
-        let now = dir.listing()?;
-        dir.file.sync_all()?;
-        *dir.synced.lock().unwrap_or_else(|p| p.into_inner()) = now;
-        Ok(dir)
+    /// Takes the lease of `run` for `owner`: granted when nobody holds it, when `owner` holds it
+    /// already, when its holder let it expire more than `grace` ago, or when its holder is
+    /// `dead` (a process of this machine known to have exited). Returns the new fencing
+    /// epoch, or the current holder when it is refused.
+    fn acquire_lease(
+        &self,
+        _run: &str,
+        _owner: &str,
+        _ttl: Duration,
+        _grace: Duration,
+        _dead: Option<&str>,
+    ) -> Result<Result<u64, LeaseInfo>, Error> {
+        Ok(Ok(0))
     }
 
-    fn listing(&self) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
-        use std::os::unix::fs::DirEntryExt;
-        let mut entries = std::fs::read_dir(&self.path)?
-            .map(|e| e.map(|e| (e.file_name(), e.ino())))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        entries.sort();
-        Ok(entries)
+    /// Extends the lease held at `epoch` by `ttl`; false when it is no longer held at that epoch
+    /// (another process took the run over).
+    fn renew_lease(&self, _run: &str, _epoch: u64, _ttl: Duration) -> Result<bool, Error> {
+        Ok(true)
     }
 
-    fn sync(&self) -> std::io::Result<()> {
-        // Listed before the sync: whatever the listing shows, the sync covers.
-        let now = self.listing()?;
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced != now {
-            self.file.sync_all()?;
-            *synced = now;
-        }
+    /// Gives up the lease held at `epoch` (the run stopped): another process may take the run
+    /// at once.
+    fn release_lease(&self, _run: &str, _epoch: u64) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Who holds the lease of `run`, if anyone ever did.
+    fn lease(&self, _run: &str) -> Result<Option<LeaseInfo>, Error> {
+        Ok(None)
+    }
+
+    /// [`Store::put`] that happens only while `run`'s lease is held at `epoch`; false (nothing
+    /// written) when it is not.
+    fn put_fenced(
+        &self,
+        space: Keyspace,
+        key: &[u8],
+        value: &[u8],
+        _run: &str,
+        _epoch: u64,
+    ) -> Result<bool, Error> {
+        self.put(space, key, value).map(|()| true)
+    }
 }
 
-/// An I/O failure on `path`, a file of the store `dir` (or `dir` itself).
-fn io_error(dir: &Path, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let (dir, path) = (dir.to_path_buf(), path.to_path_buf());
-    move |source| Error::from_io(&dir, source, |source| Error::Io { path, source })
+/// Where a store is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Location {
+    /// sled in this directory.
+    Dir(PathBuf),
+    /// A PostgreSQL database (`postgres://user@host:port/db?sslmode=...`); `dir` is still this
+    /// machine's data directory (its control socket).
+    Postgres { url: String, dir: PathBuf },
 }
 
-/// A sled failure after the store opened: a disk that refuses writes, or a storage error.
-fn sled_error(dir: &Path, e: sled::Error) -> Error {
-    let other = Error::Storage {
-        dir: dir.to_path_buf(),
-        detail: e.to_string(),
+impl Location {
+    /// The store named by `store` (a `postgres://` or `postgresql://` URL), else sled in `dir`.
+    pub fn new(dir: PathBuf, store: Option<&str>) -> Result<Location, Error> {
+        match store.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(Location::Dir(dir)),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Location::Postgres {
+                    url: url.to_string(),
+                    dir,
+                })
+            }
+            Some(other) => Err(Error::BadLocation {
+                given: redact(other),
+            }),
+        }
+    }
+
+    /// This machine's data directory (the control socket lives there).
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            Location::Dir(dir) | Location::Postgres { dir, .. } => dir,
+        }
+    }
+
+    /// How messages name the store: its directory, or its URL without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Dir(dir) => dir.display().to_string(),
+            Location::Postgres { url, .. } => redact(url),
+        }
+    }
+}
+
+/// A store URL as it may be shown: the password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
     };
-    match e {
-        sled::Error::Io(io) => Error::from_io(dir, io, |_| other),
-        _ => other,
-    }
-}
-
-fn classify_open_error(dir: &Path, e: sled::Error, recorded: &Manifest) -> Error {
-    match e {
-        // sled reports its file lock as an `Other` I/O error with this text.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => Error::Locked {
-            dir: dir.to_path_buf(),
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _password)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
         },
-        // A disk that refuses writes is no damage: say what it is.
-        sled::Error::Io(io) => Error::from_io(dir, io, |io| corrupt(dir, io.to_string(), recorded)),
-        other => corrupt(dir, other.to_string(), recorded),
-    }
-}
-
-/// A store sled cannot read, with what its high-water mark says it held.
-fn corrupt(dir: &Path, detail: String, recorded: &Manifest) -> Error {
-    let held = if recorded.runs > 0 {
-        format!(
-            "; when last synced it held {} run{}",
-            recorded.runs,
-            if recorded.runs == 1 { "" } else { "s" }
-        )
-    } else {
-        String::new()
+        None => authority.to_string(),
     };
-    Error::Corrupt {
-        dir: dir.to_path_buf(),
-        // sled's own text ends with an empty backtrace: keep what is useful.
-        detail: detail.trim_end_matches(" backtrace ()").to_string(),
-        held,
-    }
+    // A password may also come as a query parameter.
+    let tail = tail
+        .split('&')
+        .map(|part| match part.split_once("password=") {
+            Some((before, _)) => format!("{before}password=***"),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{scheme}://{authority}{tail}")
 }
 
-impl Store for SledStore {
-    fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.tree(space)
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| self.storage_error(e))
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn put(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        let old = self
-            .tree(space)
-            .insert(key, value)
-            .map_err(|e| self.storage_error(e))?;
-        if space == Keyspace::Runs && old.is_none() {
-            self.runs_count.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error> {
-        self.tree(space)
-            .scan_prefix(prefix)
-            .map(|kv| {
-                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| self.storage_error(e))
-            })
-            .collect()
-    }
-
-    fn next_id(&self) -> Result<u64, Error> {
-        let id = self.db.generate_id().map_err(|e| self.storage_error(e))?;
-        self.max_seq.fetch_max(id, Ordering::SeqCst);
-        Ok(id)
-    }
-
-    fn flush(&self) -> Result<(), Error> {
-        // Read before the flush, so that the mark never claims more than the flush covered.
-        let mark = Manifest {
-            runs: self.runs_count.load(Ordering::SeqCst),
-            max_seq: self.max_seq.load(Ordering::SeqCst),
-        };
-        // One flush covers every tree: they share sled's single log.
-        self.db.flush().map_err(|e| self.storage_error(e))?;
-        let io = |path: &Path| io_error(&self.dir, path);
-        self.log_file
-            .sync_data()
-            .map_err(io(&self.dir.join("db")))?;
-        self.sync_dirs()?;
-        // The mark moves when a run was added: losing a whole run is what it must catch, and
-        // rewriting it at every barrier would double the cost of a step.
-        let mut written = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        if mark.runs > written.runs || (written.runs == 0 && mark.max_seq > written.max_seq) {
-            self.write_manifest(mark)?;
-            *written = mark;
-        }
-        Ok(())
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact("postgres://lifeboat:s3cret@db.example:5432/lb?sslmode=require"),
+            "postgres://lifeboat:***@db.example:5432/lb?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://db.example/lb?user=x&password=s3cret"),
+            "postgres://db.example/lb?user=x&password=***"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
     }
 }

@@ -25,6 +25,14 @@ pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// A TLS connector trusting the system's roots and `extra`.
 pub fn connector(extra: &[CertificateDer<'static>]) -> Result<tokio_rustls::TlsConnector, String> {
+    Ok(tokio_rustls::TlsConnector::from(client_config(extra)?))
+}
+
+/// The rustls client configuration every TLS client of lifeboat's own uses (mail, the
+/// PostgreSQL store): the platform's verifier, with `extra` roots. Verification is never off.
+pub fn client_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
     use tokio_rustls::rustls;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier =
@@ -36,7 +44,7 @@ pub fn connector(extra: &[CertificateDer<'static>]) -> Result<tokio_rustls::TlsC
         .dangerous() // rustls' name for "with this verifier": the platform's, not a bypass
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// A TLS failure as a responder reads it: what is wrong with the server's certificate and what

@@ -5,6 +5,7 @@
 
 pub mod lazyfs;
 pub mod mail;
+pub mod postgres;
 pub mod recovery;
 pub mod sim;
 pub mod tls;
@@ -44,11 +45,32 @@ pub struct Env {
 }
 
 impl Env {
+    /// A scratch store: sled in the directory, or (when the suite runs on PostgreSQL) a fresh
+    /// database, the directory then holding only what a data directory does besides.
     pub fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+            vars: Vec::new(),
+        };
+        if postgres::stores_on_postgres() {
+            postgres::short_leases(env.var("LIFEBOAT_STORE", postgres::fresh_database()))
+        } else {
+            env
+        }
+    }
+
+    /// The embedded store whatever the suite runs on: for what only sled has (its files,
+    /// `verify`, its lock).
+    pub fn embedded() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
             vars: Vec::new(),
         }
+    }
+
+    /// A store on the PostgreSQL server of the tests, whatever the suite runs on.
+    pub fn on_postgres() -> Env {
+        postgres::short_leases(Env::embedded().var("LIFEBOAT_STORE", postgres::fresh_database()))
     }
 
     pub fn db(&self) -> PathBuf {

@@ -1,0 +1,159 @@
+//! The PostgreSQL store: exactly one driver per run (leases with fencing), a takeover by
+//! another process that sends no change twice, and a database restart that a run waits out.
+//! These run on PostgreSQL whatever store the rest of the suite uses.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{finish, normalize, read_run_id, Counter, Env};
+
+/// Ten steps, each acting once through the counter, each with a check that finds its effect.
+const TEN_STEPS: &str = r#"runbook(#{ name: "ten" });
+let total = 0;
+for i in 0..10 {
+    let name = `s${i}`;
+    total += step(name, #{ check: || if test_effect_count(name) > 0 { i } else { false } },
+                  || { test_effect(name); i });
+}
+total
+"#;
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// A driver frozen past its lease (SIGSTOP) is taken over by another process, which finishes
+/// the run; woken up (SIGCONT), the old driver's writes are refused by the store, it sends
+/// nothing more and exits saying why. Every effect happened exactly once.
+#[test]
+fn a_frozen_driver_is_taken_over_and_cannot_write_or_send_after() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    counter.hold("s3");
+    let mut first = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut first);
+    env.wait_for("s3 to act", || counter.count("s3") > 0);
+    signal(&first, "-STOP");
+
+    // While its lease runs, nobody else may drive the run: a resume waits for the lease to run
+    // out unrenewed (3 s, then 0.5 s of grace), then takes over.
+    let stopped_at = Instant::now();
+    let out = env.run(&["resume", &run]);
+    let took = stopped_at.elapsed();
+    out.expect_code(0);
+    assert!(
+        took >= Duration::from_millis(2500),
+        "taken over after {took:?}, before the lease ran out"
+    );
+    assert!(
+        took <= Duration::from_millis(3500 + 1000 + 1000),
+        "takeover took {took:?}: more than lease + grace + 1 s"
+    );
+    assert!(
+        out.stderr
+            .contains("  ✓ s3 (reconciled: already done, says its check)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "45\n");
+
+    // The old driver wakes: its step's answer comes back, and its write of the step's success
+    // is refused.
+    counter.release("s3");
+    signal(&first, "-CONT");
+    let out = finish(first);
+    out.expect_code(1);
+    let stderr = normalize(&out.stderr, &run);
+    // Its renewal or its write, whichever came first, found the run taken.
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: run RUN was taken over by another process (")
+            && last.ends_with("): this process wrote and sent nothing more, and stopped. The run goes on there (`lifeboat status RUN`)")
+            && !stderr.contains("✓ s3"),
+        "{stderr}"
+    );
+    for i in 0..10 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
+    let status = env.status(&run);
+    assert_eq!(status["status"], "succeeded");
+}
+
+/// A driver whose renewals stopped for longer than it may count on its lease (frozen, its
+/// database away) asks the database before its next change: nobody took the run over, so its
+/// renewal at its own epoch succeeds and it goes on; every effect once.
+#[test]
+fn a_driver_whose_renewals_stopped_asks_before_its_next_change() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    counter.hold("s1");
+    let first = env.spawn(&["run", &rb]);
+    env.wait_for("s1 to act", || counter.count("s1") > 0);
+    // Frozen for longer than the safe part of its lease (2/3 of 3 s), not long enough for
+    // the lease to expire with its grace; nobody else asked for the run.
+    signal(&first, "-STOP");
+    std::thread::sleep(Duration::from_millis(2200));
+    counter.release("s1");
+    signal(&first, "-CONT");
+    let out = finish(first);
+    out.expect_code(0);
+    assert_eq!(out.stdout.lines().last(), Some("45"));
+    for i in 0..10 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
+}
+
+/// A second driver of a run whose driver is alive is refused, naming it.
+#[test]
+fn a_live_driver_keeps_its_run() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    counter.hold("s2");
+    let mut first = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut first);
+    env.wait_for("s2 to act", || counter.count("s2") > 0);
+    let out = env.run(&["resume", &run]);
+    out.expect_code(2);
+    let stderr = normalize(&out.stderr, &run);
+    assert!(
+        stderr.starts_with("error: run RUN is being driven by ")
+            && stderr.contains(" pid ")
+            && stderr.contains("and is being renewed); it can be taken over only once that lease has expired and its grace period (DURATION) passed"),
+        "{stderr}"
+    );
+    counter.release("s2");
+    finish(first).expect_code(0);
+    for i in 0..10 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
+}
+
+/// The database restarts in the middle of a run (a failover, maintenance): the run waits for
+/// it and goes on; nothing journaled is lost and no step runs twice.
+#[test]
+fn a_database_restart_in_the_middle_of_a_run_is_waited_out() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    counter.hold("s4");
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    env.wait_for("s4 to act", || counter.count("s4") > 0);
+    crate::support::postgres::restart_server();
+    counter.release("s4");
+    let out = finish(child);
+    out.expect_code(0);
+    assert_eq!(out.stdout.lines().last(), Some("45"));
+    for i in 0..10 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
+    let status = env.status(&run);
+    assert_eq!(status["steps"].as_array().unwrap().len(), 10);
+}
