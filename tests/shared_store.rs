@@ -157,3 +157,65 @@ fn a_database_restart_in_the_middle_of_a_run_is_waited_out() {
     let status = env.status(&run);
     assert_eq!(status["steps"].as_array().unwrap().len(), 10);
 }
+
+/// `store copy` moves every run of the embedded store into PostgreSQL, each resumable there:
+/// a run paused at a gate is approved and finished on the shared store; a finished one reports
+/// the same; a second copy leaves them alone.
+#[test]
+fn store_copy_moves_runs_to_postgres_and_they_resume_there() {
+    let embedded = Env::embedded();
+    let rb = embedded.runbook(
+        "gate.rhai",
+        "let a = step(\"before\", || 1);\napprove(\"go\");\nstep(\"after\", || a + 1)\n",
+    );
+    let done = embedded.runbook("done.rhai", "step(\"only\", || 7)\n");
+    let paused = embedded.run(&["run", &rb, "--no-wait"]);
+    paused.expect_code(3);
+    let paused = paused.stdout.lines().next().unwrap().to_string();
+    let finished = embedded.run(&["run", &done]);
+    finished.expect_code(0);
+    let finished = finished.stdout.lines().next().unwrap().to_string();
+    let report = embedded
+        .run(&["report", &finished, "--format", "json"])
+        .stdout;
+
+    let url = crate::support::postgres::fresh_database();
+    let db = embedded.db().display().to_string();
+    let out = embedded.run(&["store", "copy", "--from", &db, "--to", &url]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        // The paused run: start, step started and done, gate opened, pause; the other: start,
+        // step started and done, success.
+        format!("copied 2 runs (9 events) from {db} to {url}\n")
+    );
+    let shared = Env::embedded().var("LIFEBOAT_STORE", &url);
+    assert_eq!(
+        shared
+            .run(&["report", &finished, "--format", "json"])
+            .stdout,
+        report
+    );
+    shared.run(&["approve", &paused, "go"]).expect_code(0);
+    let out = shared.run(&["resume", &paused]);
+    out.expect_code(0);
+    assert_eq!(out.stdout, "2\n");
+    assert!(
+        out.stderr
+            .contains("  ↺ 1 finished step answered from the journal"),
+        "{}",
+        out.stderr
+    );
+
+    let again = embedded.run(&["store", "copy", "--from", &db, "--to", &url]);
+    again.expect_code(0);
+    let mut ids = [paused.as_str(), finished.as_str()];
+    ids.sort();
+    assert_eq!(
+        again.stdout,
+        format!(
+            "copied 0 runs (0 events) from {db} to {url}\nleft alone, already in {url}: {}\n",
+            ids.join(", ")
+        )
+    );
+}

@@ -10,6 +10,7 @@ mod output;
 mod preflight;
 mod rehearse;
 mod sim;
+mod store;
 mod undo;
 
 use std::io::{BufRead, IsTerminal};
@@ -182,6 +183,11 @@ enum Command {
     /// and their access rules, the SMTP server (nothing sent), the IMAP mailbox. Exit 0 when
     /// everything configured works, 1 otherwise.
     Doctor,
+    /// Stores: `lifeboat store copy --from DIR --to postgres://...` moves every run.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Twins of a real account, for rehearsals.
     Twin {
         #[command(subcommand)]
@@ -238,6 +244,19 @@ enum TwinCommand {
     Snapshot {
         #[arg(long, value_name = "FILE")]
         out: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every run of one store into another, each resumable there (its header, events,
+    /// runbook and modules); runs the destination has already are left alone. A store is a
+    /// directory (the embedded store) or a PostgreSQL URL.
+    Copy {
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
     },
 }
 
@@ -634,6 +653,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             daemon::run(&db, config_file.as_deref(), clock()?, limits.limits())
         }
         Command::Doctor => doctor::run(config_file.as_deref()),
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => store::copy(&from, &to),
         Command::Twin {
             command: TwinCommand::Snapshot { out },
         } => twin_snapshot(&out),

@@ -15,6 +15,7 @@ mod sled_store;
 mod step_state;
 mod store;
 mod verify;
+mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -507,7 +508,8 @@ impl Journal {
                 }
             }
         }
-        Ok(Journal {
+        let repair = store.needs_repair();
+        let journal = Journal {
             store,
             dir: dir.to_path_buf(),
             durability: Durability {
@@ -521,7 +523,34 @@ impl Journal {
             header_lock: Mutex::new(()),
             held: Mutex::default(),
             leases: LeaseSettings::default(),
-        })
+        };
+        if repair {
+            journal.repair_headers()?;
+        }
+        Ok(journal)
+    }
+
+    /// Makes every run's header state the fold of its run-level events again (after a replay
+    /// of the write-ahead log, a header may be older or newer than the events that survived).
+    fn repair_headers(&self) -> Result<(), Error> {
+        for mut record in self.runs()? {
+            let events = self.events(&record.id)?;
+            let Some(last) = events.last() else { continue };
+            let mut state = RunState::Running { pid: 0 };
+            for e in events.iter().filter(|e| e.event.is_run_level()) {
+                match state.apply(&e.event) {
+                    Ok(next) => state = next,
+                    // `lifeboat verify` names such a run; nothing to guess here.
+                    Err(_) => break,
+                }
+            }
+            if state != record.state {
+                record.state = state;
+                record.updated_at = record.updated_at.max(last.at);
+                self.put_run(&record)?;
+            }
+        }
+        self.sync()
     }
 
     pub fn dir(&self) -> &Path {

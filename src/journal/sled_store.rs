@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::store::{KeyValue, Keyspace, Store};
+use super::wal::{Wal, CHECKPOINT_BYTES, WAL_NAME};
 use super::Error;
 
 /// The high-water mark kept beside sled's files: how many runs the store held and how far its
@@ -27,9 +28,12 @@ struct Manifest {
 ///
 /// sled's own flush ends in `sync_file_range` on Linux, which survives the death of the
 /// process but not a power cut: it flushes neither the device's write cache nor the file's
-/// metadata. So [`Store::flush`] follows it with `fdatasync` of sled's log file and, when
-/// their entries changed, an `fsync` of the store's directory and of sled's `blobs` directory
-/// (sled creates and renames snapshot and blob files in them).
+/// metadata. So a barrier ([`Store::flush`]) does not rely on it: every write is also kept in
+/// the store's write-ahead log (`wal`), and a barrier is one write and `fdatasync` of that
+/// log. sled itself is made durable (its flush, `fdatasync` of its log file and, when their
+/// entries changed, an `fsync` of the store's directory and of sled's `blobs` directory, where
+/// sled creates and renames snapshot and blob files) at checkpoints, when the log has grown,
+/// and the log is emptied then.
 pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
@@ -43,6 +47,11 @@ pub struct SledStore {
     max_seq: AtomicU64,
     /// What the manifest on disk says.
     manifest: Mutex<Manifest>,
+    wal: Wal,
+    /// Serialises checkpoints with the barriers that may start one.
+    checkpoint: Mutex<()>,
+    /// Opening wrote back writes that sled had lost (the process died, or the power).
+    replayed: bool,
 }
 
 impl SledStore {
@@ -95,6 +104,31 @@ impl SledStore {
         };
         let runs = tree("runs")?;
         let events = tree("events")?;
+        // What the last barriers made durable, whatever a power cut took from sled since.
+        let (wal, replay) = Wal::open(dir).map_err(io(&dir.join(WAL_NAME)))?;
+        let replayed = !replay.is_empty();
+        let mut top = 0u64;
+        for r in &replay {
+            let t = match r.space {
+                // A number handed out: never again.
+                None => {
+                    top = top.max(u64::from_be_bytes(
+                        r.value.as_slice().try_into().unwrap_or_default(),
+                    ));
+                    continue;
+                }
+                Some(Keyspace::Meta) => &*db,
+                Some(Keyspace::Runs) => &runs,
+                Some(Keyspace::Events) => &events,
+            };
+            t.insert(r.key.as_slice(), r.value.as_slice())
+                .map_err(|e| corrupt(dir, e.to_string(), &recorded))?;
+        }
+        while db
+            .generate_id()
+            .map_err(|e| corrupt(dir, e.to_string(), &recorded))?
+            <= top
+        {}
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io(&log_path))?;
         // sled created its files: make their names durable before anything relies on them.
@@ -143,11 +177,29 @@ impl SledStore {
             runs_count: AtomicU64::new(found.runs),
             max_seq: AtomicU64::new(found.max_seq),
             manifest: Mutex::new(recorded),
+            wal,
+            checkpoint: Mutex::new(()),
+            replayed,
         };
-        if recorded != found {
+        if replayed {
+            // The replayed writes are in sled now: make it durable, and start an empty log.
+            store.make_sled_durable()?;
+            store.wal.truncate().map_err(io(store.wal.path()))?;
+        }
+        if recorded != found || replayed {
             store.flush()?;
         }
         Ok(store)
+    }
+
+    /// sled's own durability point: its flush, `fdatasync` of its log, and its directories.
+    fn make_sled_durable(&self) -> Result<(), Error> {
+        self.db.flush().map_err(|e| self.storage_error(e))?;
+        let io = |path: &Path| io_error(&self.dir, path);
+        self.log_file
+            .sync_data()
+            .map_err(io(&self.dir.join("db")))?;
+        self.sync_dirs()
     }
 
     /// Writes the high-water mark (atomically: a new file, synced, renamed over the old one,
@@ -306,6 +358,10 @@ fn corrupt(dir: &Path, detail: String, recorded: &Manifest) -> Error {
 }
 
 impl Store for SledStore {
+    fn needs_repair(&self) -> bool {
+        self.replayed
+    }
+
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.tree(space)
             .get(key)
@@ -318,6 +374,9 @@ impl Store for SledStore {
             .tree(space)
             .insert(key, value)
             .map_err(|e| self.storage_error(e))?;
+        // After sled's insert: a checkpoint's flush that starts after this record reached
+        // the log covers the insert too.
+        self.wal.append(space, key, value);
         if space == Keyspace::Runs && old.is_none() {
             self.runs_count.fetch_add(1, Ordering::SeqCst);
         }
@@ -336,6 +395,7 @@ impl Store for SledStore {
 
     fn next_id(&self) -> Result<u64, Error> {
         let id = self.db.generate_id().map_err(|e| self.storage_error(e))?;
+        self.wal.append_id(id);
         self.max_seq.fetch_max(id, Ordering::SeqCst);
         Ok(id)
     }
@@ -346,13 +406,17 @@ impl Store for SledStore {
             runs: self.runs_count.load(Ordering::SeqCst),
             max_seq: self.max_seq.load(Ordering::SeqCst),
         };
-        // One flush covers every tree: they share sled's single log.
-        self.db.flush().map_err(|e| self.storage_error(e))?;
+        // The barrier: the log's new records, written and synced.
         let io = |path: &Path| io_error(&self.dir, path);
-        self.log_file
-            .sync_data()
-            .map_err(io(&self.dir.join("db")))?;
+        let size = self.wal.sync().map_err(io(self.wal.path()))?;
         self.sync_dirs()?;
+        if size >= CHECKPOINT_BYTES {
+            // Everything in the log was inserted into sled before it was appended: sled's
+            // durable flush covers it, and the log can start again.
+            let _one = self.checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+            self.make_sled_durable()?;
+            self.wal.truncate().map_err(io(self.wal.path()))?;
+        }
         // The mark moves when a run was added: losing a whole run is what it must catch, and
         // rewriting it at every barrier would double the cost of a step.
         let mut written = self.manifest.lock().unwrap_or_else(|p| p.into_inner());

@@ -56,6 +56,13 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Whether the store wrote back lost writes when it opened (a write-ahead log replayed
+    /// over a database that lost its latest writes): a run's header may then lag behind its
+    /// events, and the journal folds them again.
+    fn needs_repair(&self) -> bool {
+        false
+    }
+
     /// Whether other processes may have this store open at the same time (a shared database):
     /// then runs are driven under leases, and what people decide reaches a driver through the
     /// store itself. A store held by one process (sled's file lock) needs neither.

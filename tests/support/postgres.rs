@@ -24,11 +24,22 @@ pub fn stores_on_postgres() -> bool {
 pub fn fresh_database() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let base = server();
-    // A test may be restarting the server: give it a few seconds.
+    let name = format!(
+        "lifeboat_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    // A test may be restarting the server: give it a few seconds, connection and statements.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut client = loop {
-        match postgres::Client::connect(&base, postgres::NoTls) {
-            Ok(client) => break client,
+    let create = || -> Result<(), postgres::Error> {
+        let mut client = postgres::Client::connect(&base, postgres::NoTls)?;
+        // One statement each: neither may run inside a transaction block.
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+        client.batch_execute(&format!("CREATE DATABASE {name}"))
+    };
+    loop {
+        match create() {
+            Ok(()) => break,
             Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(200))
             }
@@ -36,19 +47,7 @@ pub fn fresh_database() -> String {
                 "the PostgreSQL server of the tests is not reachable at {base}: {e}. Run the tests with ./test (it starts one), or set LIFEBOAT_TEST_POSTGRES to a server where this user may create databases"
             ),
         }
-    };
-    let name = format!(
-        "lifeboat_test_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    // One statement each: neither may run inside a transaction block.
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
+    }
     let (head, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
     format!("{head}/{name}?sslmode=disable")
 }
