@@ -219,3 +219,79 @@ fn store_copy_moves_runs_to_postgres_and_they_resume_there() {
         )
     );
 }
+
+/// Two workers on one store: a run queued with `run --detach` is driven by one of them; that
+/// worker is killed right after a step's effect; the other takes the orphaned run over once its
+/// lease expired past its grace, reconciles the step in flight, and finishes. Every effect once.
+#[test]
+fn two_workers_finish_a_run_whose_worker_was_killed() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    let out = env.run(&["run", &rb, "--detach"]);
+    out.expect_code(0);
+    let run = out.stdout.trim().to_string();
+    assert_eq!(
+        out.stderr,
+        format!("queued run {run}: a worker (`lifeboat worker`) drives it; `lifeboat status {run}` follows it\n")
+    );
+    assert_eq!(env.status(&run)["status"], "queued");
+    counter.hold("s3");
+    let mut workers = vec![env.spawn(&["worker"]), env.spawn(&["worker"])];
+    env.wait_for("s3 to act", || counter.count("s3") > 0);
+    let owner = env.status(&run)["lease"]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let driving = workers
+        .iter()
+        .position(|w| owner.contains(&format!(" pid {} ", w.id())))
+        .unwrap_or_else(|| panic!("the run is driven by {owner}, neither worker"));
+    let mut killed = workers.remove(driving);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    counter.release("s3");
+    env.wait_for("the other worker to finish the run", || {
+        env.status(&run)["status"] == "succeeded"
+    });
+    let status = env.status(&run);
+    assert_eq!(status["state"]["result"], 45);
+    for i in 0..10 {
+        assert_eq!(counter.count(&format!("s{i}")), 1, "s{i}");
+    }
+    // While it waited, the run was orphaned, and said so.
+    let mut other = workers.remove(0);
+    other.kill().unwrap();
+    let out = finish(other);
+    assert!(
+        out.stderr.contains(&format!("run {run} succeeded")),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `status --orphans` lists the running runs nobody drives, and only those.
+#[test]
+fn status_lists_orphaned_runs() {
+    let counter = Counter::start();
+    let env = Env::on_postgres().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let rb = env.runbook("ten.rhai", TEN_STEPS);
+    let done = env.run(&["run", &rb]);
+    done.expect_code(0);
+    counter.hold("s10");
+    let rb2 = env.runbook("two.rhai", "step(\"a\", || test_effect(\"s10\"))\n");
+    let mut child = env.spawn(&["run", &rb2]);
+    let run = read_run_id(&mut child);
+    env.wait_for("the step to act", || counter.count("s10") > 0);
+    assert_eq!(env.run(&["status", "--orphans"]).stdout, "no runs\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    counter.release("s10");
+    // Its lease runs out (3 s) and then its grace (0.5 s).
+    std::thread::sleep(Duration::from_millis(3700));
+    let out = env.run(&["status", "--orphans"]);
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[1].starts_with(&run), "{}", out.stdout);
+}

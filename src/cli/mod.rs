@@ -12,6 +12,7 @@ mod rehearse;
 mod sim;
 mod store;
 mod undo;
+mod worker;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -103,6 +104,10 @@ enum Command {
         run_id: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Only the orphaned runs: running, but nobody drives them (their process died: on a
+        /// shared store, their lease expired past its grace period).
+        #[arg(long, conflicts_with = "run_id")]
+        orphans: bool,
     },
     /// Show a run's journal, event by event.
     Log {
@@ -214,6 +219,15 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Drive the runs of a shared store that nobody drives: queued ones (`run --detach`) and
+    /// orphaned ones (their driver's lease expired). Any number, on any hosts.
+    Worker {
+        /// Runs driven at once by this worker.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Hold the store, serve the control API, resume runs left behind, and start the
     /// `[[schedule]]` entries of the config file (plans and rehearsals).
     Daemon {
@@ -289,6 +303,10 @@ struct StartArgs {
     /// when stdout is a pipe or a file).
     #[arg(long)]
     json: bool,
+    /// Queue the run for a worker (`lifeboat worker`, shared store) and print its id: nothing
+    /// runs here.
+    #[arg(long)]
+    detach: bool,
 }
 
 /// What `retry`, `skip` and `resolve` do once the decision is journaled.
@@ -444,6 +462,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     approve,
                     plan,
                     json,
+                    detach,
                 },
             limits,
         } => {
@@ -454,6 +473,12 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let clock = clock()?;
             let exec = open_engine(&db, config_file.as_deref(), clock, limits)?;
             let mode = if plan { Mode::Plan } else { Mode::Normal };
+            if detach {
+                let id = exec.engine.queue(&rb, values, approve, mode)?;
+                println!("{id}");
+                eprintln!("queued run {id}: a worker (`lifeboat worker`) drives it; `lifeboat status {id}` follows it");
+                return Ok(0);
+            }
             let id = exec.engine.create(&rb, values, approve, mode)?;
             println!("{id}");
             let outcome = exec.engine.execute(&id, None, run_options(no_wait, vec![]));
@@ -491,11 +516,40 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             start,
             limits,
         } => undo::run(&db, config_file.as_deref(), &run_id, start, limits.limits()),
-        Command::Status { run_id, json } => {
+        Command::Status {
+            run_id,
+            json,
+            orphans,
+        } => {
             let access = Access::open(&db, clock()?)?;
             match run_id {
                 None => match access.call(Request::Runs)? {
-                    Response::Runs { runs, live } => print!("{}", output::runs(&runs, &live, json)),
+                    Response::Runs { mut runs, live } => {
+                        if orphans {
+                            let grace = crate::journal::LeaseSettings::from_env()
+                                .map_err(Error::Usage)?
+                                .grace
+                                .as_secs_f64();
+                            let mut kept = Vec::new();
+                            for run in runs {
+                                if !matches!(run.state, crate::journal::RunState::Running { .. })
+                                    || live.contains_key(&run.id)
+                                {
+                                    continue;
+                                }
+                                let lease =
+                                    match access.call(Request::Run { id: run.id.clone() })? {
+                                        Response::Run { lease, .. } => lease,
+                                        other => return Err(unexpected(other)),
+                                    };
+                                if lease.is_none_or(|l| l.expires_in < -grace) {
+                                    kept.push(run);
+                                }
+                            }
+                            runs = kept;
+                        }
+                        print!("{}", output::runs(&runs, &live, json))
+                    }
                     other => return Err(unexpected(other)),
                 },
                 Some(raw) => match access.call(Request::Run {
@@ -649,6 +703,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 2
             })
         }
+        Command::Worker {
+            concurrency,
+            limits,
+        } => worker::run(
+            &db,
+            config_file.as_deref(),
+            clock()?,
+            limits.limits(),
+            concurrency.max(1),
+        ),
         Command::Daemon { limits } => {
             daemon::run(&db, config_file.as_deref(), clock()?, limits.limits())
         }
@@ -933,6 +997,7 @@ fn run_options(no_wait: bool, retry_inflight: Vec<String>) -> RunOptions {
         no_wait,
         retry_inflight,
         prompt,
+        claim_only: false,
     }
 }
 

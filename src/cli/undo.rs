@@ -22,6 +22,11 @@ pub fn run(
     // Shown before anything runs: a responder sees what will not come back first.
     let way = exec.engine.way_back(&original)?;
     eprint!("{}", describe(&way));
+    if args.detach {
+        return Err(Error::Usage(
+            "undo --detach: an undo runs here (start it on the host that should drive it)".into(),
+        ));
+    }
     let mode = if args.plan { Mode::Plan } else { Mode::Normal };
     let id = exec.engine.create_undo(&original, args.approve, mode)?;
     println!("{id}");

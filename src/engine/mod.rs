@@ -215,6 +215,9 @@ pub struct RunOptions {
     pub retry_inflight: Vec<String>,
     /// Asks at the terminal when a gate is reached.
     pub prompt: Option<Prompt>,
+    /// On a shared store, take the run only if its lease is free now (a worker's claim),
+    /// instead of waiting for a dead holder's lease to run out.
+    pub claim_only: bool,
 }
 
 /// How a run ended (this time).
@@ -463,7 +466,11 @@ impl Engine {
             )?,
         };
         // On a shared store, this process alone drives the run from here on (until it stops).
-        let _lease = self.journal.take_lease(id, &lease_owner())?;
+        let _lease = if opts.claim_only {
+            self.journal.claim_lease(id, &lease_owner())?
+        } else {
+            self.journal.take_lease(id, &lease_owner())?
+        };
         let events = self.journal.events(id)?;
         let view = RunView::from_events(&events)?;
         let resumed = !events.is_empty();
@@ -590,6 +597,19 @@ impl Engine {
         let mut scope = script_scope(params);
         scope.push_constant("ovh", ovh_api::OvhHandle);
         scope
+    }
+
+    /// Records (durably) a new run for a worker to drive (`lifeboat run --detach`).
+    pub fn queue(
+        &self,
+        runbook: &Runbook,
+        params: serde_json::Map<String, Value>,
+        pre_approved: Vec<String>,
+        mode: Mode,
+    ) -> Result<RunId, Error> {
+        let id = self.create(runbook, params, pre_approved, mode)?;
+        self.journal.set_state(&id, RunState::Queued)?;
+        Ok(id)
     }
 
     /// What undoing run `original` would do, in order, before anything runs.

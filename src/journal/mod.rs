@@ -336,6 +336,12 @@ impl Journal {
             let wait = until.saturating_duration_since(Instant::now());
             std::thread::sleep(wait.clamp(Duration::from_millis(50), Duration::from_secs(1)));
         };
+        Ok(self.hold(id, epoch, sent))
+    }
+
+    /// Starts holding a lease just taken at `epoch` (its request sent at `sent`): renewed
+    /// from a thread of its own until the guard drops.
+    fn hold(self: &Arc<Self>, id: &RunId, epoch: u64, sent: Instant) -> LeaseGuard {
         lock(&self.held).insert(
             id.clone(),
             Held {
@@ -349,9 +355,41 @@ impl Journal {
             let (journal, id, stop) = (Arc::clone(self), id.clone(), stop.clone());
             std::thread::spawn(move || journal.renew_until(&id, epoch, &stop))
         };
-        Ok(LeaseGuard {
+        LeaseGuard {
             journal: Some((Arc::clone(self), id.clone(), epoch, stop, Some(renewer))),
-        })
+        }
+    }
+
+    /// [`Journal::take_lease`] without waiting: refused at once while anyone holds the lease
+    /// (a worker claiming a run another worker just took).
+    pub fn claim_lease(self: &Arc<Self>, id: &RunId, owner: &str) -> Result<LeaseGuard, Error> {
+        if !self.is_shared() {
+            return Ok(LeaseGuard { journal: None });
+        }
+        match self.store.acquire_lease(
+            id.as_str(),
+            owner,
+            self.leases.ttl,
+            self.leases.grace,
+            None,
+        )? {
+            Ok(epoch) => Ok(self.hold(id, epoch, Instant::now())),
+            Err(holder) => Err(Error::Leased {
+                run: id.to_string(),
+                owner: holder.owner,
+                left: format!("{:.1}s more", holder.expires_in),
+                grace: humantime::format_duration(self.leases.grace).to_string(),
+            }),
+        }
+    }
+
+    /// Sets a run's state in its header, durably, outside any event (a queued run).
+    pub fn set_state(&self, id: &RunId, state: RunState) -> Result<(), Error> {
+        let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut header = self.run(id)?;
+        header.state = state;
+        self.put_run(&header)?;
+        self.sync()
     }
 
     /// The renewal loop of a held lease: every third of its length, until `stop`.

@@ -78,6 +78,8 @@ pub struct RunbookInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RunState {
+    /// Waiting for a worker (`lifeboat run --detach`): nothing has run yet.
+    Queued,
     /// A process (`pid`) is executing it, or was when it died.
     Running {
         pid: u32,
@@ -136,6 +138,7 @@ impl RunState {
 
     pub fn label(&self) -> &'static str {
         match self {
+            RunState::Queued => "queued",
             RunState::Running { .. } => "running",
             RunState::Paused { .. } => "paused",
             RunState::Succeeded { verdict, .. } => verdict.state(),
