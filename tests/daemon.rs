@@ -209,3 +209,27 @@ fn the_daemon_mails_each_runs_report() {
     assert!(report.contains("| RTO | 5m 00s (met, "), "{report}");
     assert!(report.contains("| tick | succeeded | 1 |"), "{report}");
 }
+
+/// Two daemons on one shared store, with the same schedule: every occurrence runs once, started
+/// by one of them.
+#[test]
+fn two_daemons_on_a_shared_store_run_each_occurrence_once() {
+    let (env, _) = schedule_env(60);
+    let url = crate::support::postgres::fresh_database();
+    let env = crate::support::postgres::short_leases(env.var("LIFEBOAT_STORE", url));
+    let mut daemons = vec![env.spawn(&["daemon"]), env.spawn(&["daemon"])];
+    std::thread::sleep(Duration::from_millis(4600));
+    for d in &mut daemons {
+        d.kill().unwrap();
+    }
+    let outs: Vec<String> = daemons.into_iter().map(|d| finish(d).stderr).collect();
+    let fired = created_ats(&env);
+    assert!(fired.len() >= 3, "fired {} times: {outs:?}", fired.len());
+    let mut minutes: Vec<u64> = fired.iter().map(|t| t / 60_000).collect();
+    minutes.dedup();
+    assert_eq!(
+        minutes.len(),
+        fired.len(),
+        "an occurrence ran twice: {fired:?}"
+    );
+}

@@ -95,6 +95,15 @@ pub fn run(
             let after = last[&s.spec.name];
             let (count, latest) = s.due(after, now);
             let Some(latest) = latest else { continue };
+            // Daemons on several hosts share a store: each occurrence goes to one of them.
+            let occurrence = format!("occurrence:{}:{latest}", s.spec.name);
+            if !daemon
+                .journal
+                .claim(&occurrence, &format!("daemon pid {}", std::process::id()))?
+            {
+                last.insert(s.spec.name.clone(), now);
+                continue;
+            }
             if count > 1 {
                 eprintln!(
                     "schedule {}: missed {} occurrence(s) between {} and {} (the daemon was not running); running it once now",
@@ -227,10 +236,13 @@ impl Daemon {
             None,
             RunOptions {
                 no_wait: true,
+                // On a shared store, a run another process drives is left to it.
+                claim_only: true,
                 ..RunOptions::default()
             },
         ) {
             Ok(outcome) => eprint!("{}", super::output::outcome(id, &outcome)),
+            Err(crate::engine::Error::Journal(crate::journal::Error::Leased { .. })) => return,
             Err(e) => eprintln!("run {id}: {e}"),
         }
         self.mail_report(id);

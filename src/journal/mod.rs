@@ -366,14 +366,22 @@ impl Journal {
         if !self.is_shared() {
             return Ok(LeaseGuard { journal: None });
         }
-        match self.store.acquire_lease(
-            id.as_str(),
-            owner,
-            self.leases.ttl,
-            self.leases.grace,
-            None,
-        )? {
-            Ok(epoch) => Ok(self.hold(id, epoch, Instant::now())),
+        let (ttl, grace) = (self.leases.ttl, self.leases.grace);
+        let sent = Instant::now();
+        let mut answer = self
+            .store
+            .acquire_lease(id.as_str(), owner, ttl, grace, None)?;
+        // A holder of this machine that exited is no claim on the run.
+        if let Err(holder) = &answer {
+            if exited_here(&holder.owner) {
+                let dead = holder.owner.clone();
+                answer = self
+                    .store
+                    .acquire_lease(id.as_str(), owner, ttl, grace, Some(&dead))?;
+            }
+        }
+        match answer {
+            Ok(epoch) => Ok(self.hold(id, epoch, sent)),
             Err(holder) => Err(Error::Leased {
                 run: id.to_string(),
                 owner: holder.owner,
@@ -606,6 +614,19 @@ impl Journal {
             .store
             .get(Keyspace::Meta, key.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Claims the store-wide `key` for `by`, durably: true for the one caller (of every
+    /// process of the store) that claimed it first.
+    pub fn claim(&self, key: &str, by: &str) -> Result<bool, Error> {
+        let won = self
+            .store
+            .put_if_absent(Keyspace::Meta, key.as_bytes(), by.as_bytes())?;
+        if won {
+            self.durability.written.fetch_add(1, Ordering::AcqRel);
+            self.sync()?;
+        }
+        Ok(won)
     }
 
     /// Sets a store-wide value, durably.

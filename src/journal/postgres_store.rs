@@ -286,6 +286,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn put_if_absent(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+        if space != Keyspace::Meta {
+            return Err(self.error("put_if_absent is for store-wide values"));
+        }
+        let k = String::from_utf8_lossy(key).into_owned();
+        self.with_client(|c| {
+            // Synchronous: a claim another process may act on must not be lost.
+            let mut tx = c.transaction()?;
+            tx.batch_execute("SET LOCAL synchronous_commit = on")?;
+            let n = tx.execute(
+                "INSERT INTO lifeboat_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&k, &value],
+            )?;
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+
     fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error> {
         let p = String::from_utf8_lossy(prefix).into_owned();
         self.with_client(|c| {

@@ -383,6 +383,17 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn put_if_absent(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+        let swapped = self
+            .tree(space)
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
+            .map_err(|e| self.storage_error(e))?;
+        if swapped.is_ok() {
+            self.wal.append(space, key, value);
+        }
+        Ok(swapped.is_ok())
+    }
+
     fn scan_prefix(&self, space: Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, Error> {
         self.tree(space)
             .scan_prefix(prefix)

@@ -49,6 +49,11 @@ pub trait Store: Send + Sync {
     /// Blocks until everything written before the call is on disk.
     fn flush(&self) -> Result<(), Error>;
 
+    /// Writes `key` = `value` in `space` only if `key` is absent there; whether it wrote.
+    /// Atomic among every process of the store: what makes a claim (a schedule's occurrence)
+    /// go to one of them.
+    fn put_if_absent(&self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<bool, Error>;
+
     /// Makes [`Store::next_id`] hand out only numbers above `floor` from now on (events
     /// imported from another store keep their sequence numbers: new ones must sort after).
     fn ids_above(&self, floor: u64) -> Result<(), Error> {
