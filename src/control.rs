@@ -226,6 +226,15 @@ impl Service {
                     by: by.to_string(),
                 },
             )?;
+            // On a shared store its driver may be waiting on another host: wake it.
+            self.journal.notify(id)?;
+            if self.journal.is_shared()
+                && self.journal.lease(id)?.is_some_and(|l| l.expires_in > 0.0)
+            {
+                return Ok(Response::Done {
+                    message: format!("approved gate {gate:?} of run {id}"),
+                });
+            }
             return Ok(Response::Done {
                 message: format!(
                     "approved gate {gate:?} of run {id}; continue it with `lifeboat resume {id}`"
@@ -260,6 +269,7 @@ impl Service {
                 self.clock.now(),
                 Event::RunAborted { by: by.to_string() },
             )?;
+            self.journal.notify(id)?;
         }
         Ok(Response::Done {
             message: format!("aborted run {id}; its journal is kept (`lifeboat log {id}`)"),

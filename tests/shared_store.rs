@@ -295,3 +295,45 @@ fn status_lists_orphaned_runs() {
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     assert!(lines[1].starts_with(&run), "{}", out.stdout);
 }
+
+/// An approval given from another host (another data directory: no control socket between
+/// them) reaches a driver waiting at the gate through the database's notification, not its
+/// regular poll (set to a minute here).
+#[test]
+fn an_approval_from_another_host_wakes_the_waiting_driver() {
+    let driver = Env::on_postgres().var("LIFEBOAT_POLL", "60s");
+    let url = driver
+        .vars
+        .iter()
+        .find(|(k, _)| k == "LIFEBOAT_STORE")
+        .unwrap()
+        .1
+        .clone();
+    let rb = driver.runbook(
+        "gate.rhai",
+        "step(\"before\", || 1);\napprove(\"go\", \"move the IPs?\");\nstep(\"after\", || 2)\n",
+    );
+    let mut child = driver.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    driver.wait_for("the gate", || {
+        driver.status(&run)["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["kind"] == "gate"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let elsewhere = Env::embedded().var("LIFEBOAT_STORE", url);
+    let out = elsewhere.run(&["approve", &run, "go"]);
+    out.expect_code(0);
+    assert_eq!(out.stdout, format!("approved gate \"go\" of run {run}\n"));
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the driver did not wake up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = finish(child);
+    out.expect_code(0);
+    assert!(out.stderr.contains("  ✓ after"), "{}", out.stderr);
+}

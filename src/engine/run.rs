@@ -144,8 +144,9 @@ pub struct RunContext {
     /// it writes nothing and waits for nothing (either ends the replay, where the run's journal
     /// ends), and it collects what each finished step declared about its way back.
     pub(crate) forward: Option<Arc<super::undo::Forward>>,
-    /// On a shared store: when the store was last read for what people decided elsewhere.
-    polled: Mutex<Option<Instant>>,
+    /// On a shared store: when the store was last read for what people decided elsewhere,
+    /// and how many notifications had been heard then.
+    polled: Mutex<Option<(Instant, u64)>>,
 }
 
 impl RunContext {
@@ -275,11 +276,14 @@ impl RunContext {
             return;
         }
         {
+            // At once when another process notified the store (LISTEN/NOTIFY), else at the
+            // regular poll (`LIFEBOAT_POLL`, default 500 ms), in case a notification was missed.
+            let heard = self.journal.notifications();
             let mut polled = lock(&self.polled);
-            if polled.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
+            if polled.is_some_and(|(at, seen)| seen == heard && at.elapsed() < poll_interval()) {
                 return;
             }
-            *polled = Some(Instant::now());
+            *polled = Some((Instant::now(), heard));
         }
         if let Ok(record) = self.journal.run(&self.id) {
             if let crate::journal::RunState::Aborted { by } = &record.state {
@@ -1407,6 +1411,18 @@ fn failed_message(name: &str, attempts: u32, error: &str) -> String {
         "step {name:?} failed after {attempts} attempt{}: {error}",
         if attempts == 1 { "" } else { "s" }
     )
+}
+
+/// How often a driver on a shared store reads it for decisions made elsewhere, besides when
+/// notified: `LIFEBOAT_POLL` (a duration), default 500 ms.
+fn poll_interval() -> Duration {
+    static POLL: OnceLock<Duration> = OnceLock::new();
+    *POLL.get_or_init(|| {
+        std::env::var("LIFEBOAT_POLL")
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+            .unwrap_or(Duration::from_millis(500))
+    })
 }
 
 /// A catchable runtime error at `pos`.

@@ -522,6 +522,16 @@ impl Journal {
         }
     }
 
+    /// Wakes the driver of run `id`, wherever it runs (a shared store's notification).
+    pub fn notify(&self, id: &RunId) -> Result<(), Error> {
+        self.store.notify(id.as_str())
+    }
+
+    /// How many notifications this process has heard (see [`Store::notifications`]).
+    pub fn notifications(&self) -> u64 {
+        self.store.notifications()
+    }
+
     /// Who holds run `id`'s lease, on a shared store.
     pub fn lease(&self, id: &RunId) -> Result<Option<LeaseInfo>, Error> {
         self.store.lease(id.as_str())

@@ -20,6 +20,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Json;
 use postgres::{Client, Row};
 use serde_json::Value;
@@ -67,7 +68,12 @@ pub struct PostgresStore {
     clients: Vec<Mutex<Option<Client>>>,
     /// Writes since the last flush, in the order they completed.
     pending: Mutex<Vec<Pending>>,
+    /// Notifications received on [`CHANNEL`] (see `listen`).
+    heard: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// The `LISTEN`/`NOTIFY` channel of decisions about runs (the payload is the run's id).
+const CHANNEL: &str = "lifeboat_runs";
 
 impl PostgresStore {
     /// Connects, applies the migrations this build knows (refusing a newer schema).
@@ -81,6 +87,7 @@ impl PostgresStore {
             tls: tokio_postgres_rustls::MakeRustlsConnect::new((*config).clone()),
             clients: (0..4).map(|_| Mutex::new(None)).collect(),
             pending: Mutex::default(),
+            heard: Default::default(),
         };
         if let Err(found) = store.with_client(migrate)? {
             return Err(Error::NewerDatabase {
@@ -89,7 +96,33 @@ impl PostgresStore {
                 known: KNOWN_SCHEMA,
             });
         }
+        store.listen();
         Ok(store)
+    }
+
+    /// Listens on [`CHANNEL`] from a connection of its own, in a thread, counting what it
+    /// hears; reconnects when the connection breaks. Drivers compare the count (see
+    /// `Store::notifications`) instead of waiting for their next poll.
+    fn listen(&self) {
+        let (url, tls, heard) = (self.url.clone(), self.tls.clone(), self.heard.clone());
+        let spawned = std::thread::Builder::new()
+            .name("listen".into())
+            .spawn(move || loop {
+                if let Ok(mut client) = Client::connect(&url, tls.clone()) {
+                    if client.batch_execute(&format!("LISTEN {CHANNEL}")).is_ok() {
+                        // Whatever happened while not listening: look now.
+                        heard.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let mut notes = client.notifications();
+                        let mut it = notes.blocking_iter();
+                        while let Ok(Some(_)) = it.next() {
+                            heard.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            });
+        // Without it, drivers still read the store at their regular poll.
+        drop(spawned);
     }
 
     fn error(&self, e: impl std::fmt::Display) -> Error {
@@ -382,6 +415,17 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn notify(&self, run: &str) -> Result<(), Error> {
+        self.with_client(|c| {
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &run])
+                .map(drop)
+        })
+    }
+
+    fn notifications(&self) -> u64 {
+        self.heard.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn acquire_lease(

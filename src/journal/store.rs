@@ -102,6 +102,18 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Tells every process of the store that something was decided about `run` (an approval,
+    /// an abort), so that its driver looks now rather than at its next poll.
+    fn notify(&self, _run: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// How many notifications this process has received from other processes so far: a
+    /// driver that sees it move reads the store at once.
+    fn notifications(&self) -> u64 {
+        0
+    }
+
     /// Who holds the lease of `run`, if anyone ever did.
     fn lease(&self, _run: &str) -> Result<Option<LeaseInfo>, Error> {
         Ok(None)
