@@ -456,3 +456,45 @@ fn check_says_what_a_runbook_uses_and_what_is_missing() {
         "the refused run was never created: {runs}"
     );
 }
+
+/// What the shared store and the way back refuse, and how they say it.
+#[test]
+fn store_worker_verify_and_undo_refusals_say_what_to_do() {
+    let env = Env::embedded();
+    let out = env.run(&["--store", "mysql://db.example/lb", "status"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: --store mysql://db.example/lb: not a store lifeboat knows; give a postgres:// URL (or nothing, for the embedded store in --db)\n"
+    );
+    let out = env.run(&["worker"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: lifeboat worker drives the runs of a shared store: give --store postgres://... (or LIFEBOAT_STORE); on the embedded store, `lifeboat daemon` resumes runs left behind\n"
+    );
+    let shared = Env::on_postgres();
+    let out = shared.run(&["verify"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: `lifeboat verify` checks the embedded store (--db); a PostgreSQL store is checked by PostgreSQL itself\n"
+    );
+
+    let rb = env.runbook("one.rhai", "step(\"only\", || 1)\n");
+    let plan = env.run(&["run", &rb, "--plan"]);
+    plan.expect_code(0);
+    let plan = plan.stdout.lines().next().unwrap().to_string();
+    let out = env.run(&["undo", &plan]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: run {plan} cannot be undone: it was a plan: it changed nothing, so there is nothing to undo\n")
+    );
+    let out = env.run(&["undo", &plan, "--detach"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: undo --detach: an undo runs here (start it on the host that should drive it)\n"
+    );
+}

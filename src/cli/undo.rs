@@ -17,16 +17,16 @@ pub fn run(
     args: super::StartArgs,
     limits: crate::engine::Limits,
 ) -> Result<u8, Error> {
-    let original = parse_run_id(run_id)?;
-    let exec = open_engine(db, config_file, super::clock()?, limits)?;
-    // Shown before anything runs: a responder sees what will not come back first.
-    let way = exec.engine.way_back(&original)?;
-    eprint!("{}", describe(&way));
     if args.detach {
         return Err(Error::Usage(
             "undo --detach: an undo runs here (start it on the host that should drive it)".into(),
         ));
     }
+    let original = parse_run_id(run_id)?;
+    let exec = open_engine(db, config_file, super::clock()?, limits)?;
+    // Shown before anything runs: a responder sees what will not come back first.
+    let way = exec.engine.way_back(&original)?;
+    eprint!("{}", describe(&way));
     let mode = if args.plan { Mode::Plan } else { Mode::Normal };
     let id = exec.engine.create_undo(&original, args.approve, mode)?;
     println!("{id}");

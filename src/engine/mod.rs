@@ -402,10 +402,22 @@ impl Engine {
         pre_approved: Vec<String>,
         mode: Mode,
     ) -> Result<RunId, Error> {
+        let record = self.new_header(runbook, params, pre_approved, mode)?;
+        self.journal.create_run(&record)?;
+        Ok(record.id)
+    }
+
+    /// The header of a new run of `runbook`: a fresh id, created now, to run in this process.
+    fn new_header(
+        &self,
+        runbook: &Runbook,
+        params: serde_json::Map<String, Value>,
+        pre_approved: Vec<String>,
+        mode: Mode,
+    ) -> Result<RunRecord, Error> {
         let now = self.clock.now();
-        let id = RunId::new(self.journal.unique()?);
-        let record = RunRecord {
-            id: id.clone(),
+        Ok(RunRecord {
+            id: RunId::new(self.journal.unique()?),
             runbook: RunbookInfo {
                 path: runbook.path.clone(),
                 name: runbook.declaration.name.clone(),
@@ -423,9 +435,7 @@ impl Engine {
             state: RunState::Running {
                 pid: std::process::id(),
             },
-        };
-        self.journal.create_run(&record)?;
-        Ok(id)
+        })
     }
 
     /// Executes run `id` from its journal: the whole runbook is replayed, finished steps
@@ -607,9 +617,12 @@ impl Engine {
         pre_approved: Vec<String>,
         mode: Mode,
     ) -> Result<RunId, Error> {
-        let id = self.create(runbook, params, pre_approved, mode)?;
-        self.journal.set_state(&id, RunState::Queued)?;
-        Ok(id)
+        let record = RunRecord {
+            state: RunState::Queued,
+            ..self.new_header(runbook, params, pre_approved, mode)?
+        };
+        self.journal.create_run(&record)?;
+        Ok(record.id)
     }
 
     /// What undoing run `original` would do, in order, before anything runs.
@@ -630,9 +643,8 @@ impl Engine {
         let of = self.journal.run(original)?;
         undo::check_undoable(self, &of)?;
         let now = self.clock.now();
-        let id = RunId::new(self.journal.unique()?);
-        self.journal.create_run(&RunRecord {
-            id: id.clone(),
+        let record = RunRecord {
+            id: RunId::new(self.journal.unique()?),
             pre_approved,
             mode,
             undo_of: Some(of.id.clone()),
@@ -643,8 +655,9 @@ impl Engine {
             },
             // The original's runbook, modules and parameters: its closures are replayed.
             ..of
-        })?;
-        Ok(id)
+        };
+        self.journal.create_run(&record)?;
+        Ok(record.id)
     }
 
     fn evaluate(

@@ -291,6 +291,10 @@ impl RunContext {
                 return;
             }
         }
+        // Approvals matter only to a run waiting at a gate: the events are read only then.
+        if lock(&self.waiting_gate).is_none() {
+            return;
+        }
         let Ok(events) = self.journal.events(&self.id) else {
             return;
         };

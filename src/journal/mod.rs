@@ -222,15 +222,6 @@ impl Journal {
         }
     }
 
-    /// Sets a run's state in its header, durably, outside any event (a queued run).
-    pub fn set_state(&self, id: &RunId, state: RunState) -> Result<(), Error> {
-        let _guard = self.header_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut header = self.run(id)?;
-        header.state = state;
-        self.put_run(&header)?;
-        self.sync()
-    }
-
     pub fn with_store(store: Box<dyn Store>, dir: &Path) -> Result<Journal, Error> {
         match store.get(Keyspace::Meta, SCHEMA_KEY)? {
             None => {
@@ -562,7 +553,7 @@ mod tests {
             )
             .unwrap();
         }
-        let j = Journal::open(dir.path()).unwrap();
+        let j = reopen(dir.path()).unwrap();
         let events = j.events(&id).unwrap();
         assert_eq!(events.len(), 301);
         assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -606,9 +597,23 @@ mod tests {
             store.flush().unwrap();
         }
         assert!(matches!(
-            Journal::open(dir.path()),
+            reopen(dir.path()),
             Err(Error::NewerSchema { found: 99, .. })
         ));
+    }
+
+    /// Opens a store this process had open a moment ago: sled's background flusher may hold
+    /// its file lock for a little while after the store is dropped.
+    fn reopen(dir: &Path) -> Result<Journal, Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match Journal::open(dir) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
     }
 
     #[test]

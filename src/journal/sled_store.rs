@@ -124,11 +124,7 @@ impl SledStore {
             t.insert(r.key.as_slice(), r.value.as_slice())
                 .map_err(|e| corrupt(dir, e.to_string(), &recorded))?;
         }
-        while db
-            .generate_id()
-            .map_err(|e| corrupt(dir, e.to_string(), &recorded))?
-            <= top
-        {}
+        ids_past(&db, top).map_err(|e| corrupt(dir, e.to_string(), &recorded))?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io(&log_path))?;
         // sled created its files: make their names durable before anything relies on them.
@@ -237,6 +233,16 @@ impl SledStore {
 
     fn storage_error(&self, e: sled::Error) -> Error {
         sled_error(&self.dir, e)
+    }
+}
+
+/// Draws ids from sled's generator until one is above `floor`; returns that one.
+fn ids_past(db: &sled::Db, floor: u64) -> sled::Result<u64> {
+    loop {
+        let id = db.generate_id()?;
+        if id > floor {
+            return Ok(id);
+        }
     }
 }
 
@@ -402,6 +408,14 @@ impl Store for SledStore {
                     .map_err(|e| self.storage_error(e))
             })
             .collect()
+    }
+
+    fn ids_above(&self, floor: u64) -> Result<(), Error> {
+        let last = ids_past(&self.db, floor).map_err(|e| self.storage_error(e))?;
+        self.max_seq.fetch_max(last, Ordering::SeqCst);
+        // One record for the whole jump: the replay of the log moves past it again.
+        self.wal.append_id(last);
+        Ok(())
     }
 
     fn next_id(&self) -> Result<u64, Error> {
