@@ -100,7 +100,7 @@ impl SledStore {
             .map_err(|e| classify_open_error(dir, e, &recorded))?;
         let tree = |name: &str| {
             db.open_tree(name)
-                .map_err(|e| corrupt(dir, e.to_string(), &recorded))
+                .map_err(|e| classify_open_error(dir, e, &recorded))
         };
         let runs = tree("runs")?;
         let events = tree("events")?;
@@ -122,9 +122,9 @@ impl SledStore {
                 Some(Keyspace::Events) => &events,
             };
             t.insert(r.key.as_slice(), r.value.as_slice())
-                .map_err(|e| corrupt(dir, e.to_string(), &recorded))?;
+                .map_err(|e| classify_open_error(dir, e, &recorded))?;
         }
-        ids_past(&db, top).map_err(|e| corrupt(dir, e.to_string(), &recorded))?;
+        ids_past(&db, top).map_err(|e| classify_open_error(dir, e, &recorded))?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io(&log_path))?;
         // sled created its files: make their names durable before anything relies on them.
@@ -138,7 +138,7 @@ impl SledStore {
             runs: runs.len() as u64,
             max_seq: db
                 .generate_id()
-                .map_err(|e| corrupt(dir, e.to_string(), &recorded))?,
+                .map_err(|e| classify_open_error(dir, e, &recorded))?,
         };
         let plural = |n: u64| if n == 1 { "" } else { "s" };
         let lost = if found.runs < recorded.runs {
