@@ -78,10 +78,16 @@ pub enum Request {
         id: RunId,
         gate: String,
         by: String,
+        /// Why (the web page asks for it; the command line may give none).
+        #[serde(default)]
+        reason: Option<String>,
     },
     Abort {
         id: RunId,
         by: String,
+        /// Why; journaled with who aborted ("alice (wrong region)").
+        #[serde(default)]
+        reason: Option<String>,
     },
     /// A person's decision about a step (`lifeboat retry`, `skip`, `resolve`).
     Decide {
@@ -99,6 +105,8 @@ pub enum Request {
         export: Box<RunExport>,
     },
     Owner,
+    /// What this process counted: its OVH calls (the war room's metrics).
+    Stats,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,6 +115,9 @@ pub enum Response {
     Runs {
         runs: Vec<RunRecord>,
         live: HashMap<RunId, LiveInfo>,
+        /// On a shared store: who holds the lease of each unfinished run.
+        #[serde(default)]
+        leases: HashMap<RunId, journal::LeaseInfo>,
     },
     Run {
         run: Box<RunRecord>,
@@ -125,6 +136,9 @@ pub enum Response {
     Owner {
         pid: u32,
         runs: Vec<RunId>,
+    },
+    Stats {
+        ovh_calls: Vec<crate::ovh::stats::CallCount>,
     },
     Error {
         message: String,
@@ -150,18 +164,41 @@ impl Service {
 
     pub fn handle(&self, request: Request) -> Result<Response, Error> {
         match request {
-            Request::Runs => Ok(Response::Runs {
-                runs: self.journal.runs()?,
-                live: self.live.all(),
-            }),
+            Request::Runs => {
+                let runs = self.journal.runs()?;
+                let mut leases = HashMap::new();
+                if self.journal.is_shared() {
+                    for run in runs.iter().filter(|r| !r.state.is_final()) {
+                        if let Some(lease) = self.journal.lease(&run.id)? {
+                            leases.insert(run.id.clone(), lease);
+                        }
+                    }
+                }
+                Ok(Response::Runs {
+                    runs,
+                    live: self.live.all(),
+                    leases,
+                })
+            }
             Request::Run { id } => Ok(Response::Run {
                 run: Box::new(self.journal.run(&id)?),
                 events: self.journal.events(&id)?,
                 live: self.live.info(&id),
                 lease: self.journal.lease(&id)?,
             }),
-            Request::Approve { id, gate, by } => self.approve(&id, &gate, &by),
-            Request::Abort { id, by } => self.abort(&id, &by),
+            Request::Approve {
+                id,
+                gate,
+                by,
+                reason,
+            } => self.approve(&id, &gate, &by, reason.as_deref()),
+            Request::Abort { id, by, reason } => {
+                let by = match reason {
+                    Some(why) => format!("{by} ({why})"),
+                    None => by,
+                };
+                self.abort(&id, &by)
+            }
             Request::Decide {
                 id,
                 step,
@@ -182,6 +219,9 @@ impl Service {
                     ),
                 })
             }
+            Request::Stats => Ok(Response::Stats {
+                ovh_calls: crate::ovh::stats::snapshot(),
+            }),
             Request::Owner => Ok(Response::Owner {
                 pid: std::process::id(),
                 runs: self.live.all().into_keys().collect(),
@@ -189,7 +229,13 @@ impl Service {
         }
     }
 
-    fn approve(&self, id: &RunId, gate: &str, by: &str) -> Result<Response, Error> {
+    fn approve(
+        &self,
+        id: &RunId,
+        gate: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Response, Error> {
         let run = self.journal.run(id)?;
         if run.state.is_final() {
             return Err(refused(
@@ -213,17 +259,56 @@ impl Service {
                 2,
             ));
         }
+        let (before, needed) = (view.gates.votes(gate), view.gates.needed(gate));
+        if before.iter().any(|v| v == by) {
+            return Err(refused(
+                format!(
+                    "{by} has already approved gate {gate:?} of run {id}; it needs {needed} approvals from different people ({} so far: {}): someone else must approve",
+                    before.len(),
+                    before.join(", ")
+                ),
+                2,
+            ));
+        }
+        let have = before.len() as u32 + 1;
+        let more = needed.saturating_sub(have);
+        let counted = if more > 0 {
+            let mut who = before.to_vec();
+            who.push(by.to_string());
+            Some(format!(
+                "approved gate {gate:?} of run {id}: {have} of {needed} approvals ({}); it waits for {more} more from someone else",
+                who.join(", ")
+            ))
+        } else {
+            None
+        };
         let live = self
             .live
-            .approve(id, gate, by)
+            .approve(id, gate, by, reason)
             .map_err(|e| refused(e.to_string(), e.exit_code()))?;
-        if !live {
+        if let Some(message) = counted {
+            if live.is_none() {
+                self.journal.append_durable(
+                    id,
+                    self.clock.now(),
+                    Event::GateApproved {
+                        gate: gate.to_string(),
+                        by: by.to_string(),
+                        reason: reason.map(str::to_string),
+                    },
+                )?;
+                self.journal.notify(id)?;
+            }
+            return Ok(Response::Done { message });
+        }
+        if live.is_none() {
             self.journal.append_durable(
                 id,
                 self.clock.now(),
                 Event::GateApproved {
                     gate: gate.to_string(),
                     by: by.to_string(),
+                    reason: reason.map(str::to_string),
                 },
             )?;
             // On a shared store its driver may be waiting on another host: wake it.

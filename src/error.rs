@@ -14,6 +14,8 @@ pub enum Error {
     Journal(#[from] crate::journal::Error),
     #[error(transparent)]
     Control(#[from] crate::control::Error),
+    #[error(transparent)]
+    Web(#[from] crate::web::Error),
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]
@@ -29,6 +31,7 @@ impl Error {
             Error::Engine(e) => e.exit_code(),
             Error::Journal(e) => e.exit_code(),
             Error::Control(e) => e.exit_code(),
+            Error::Web(e) => e.exit_code(),
             Error::Usage(_) | Error::File { .. } => 2,
         }
     }

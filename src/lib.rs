@@ -13,6 +13,8 @@
 //! - [`ovh`]: the OVHcloud API client (signing, typed calls, retries, task waits).
 //! - [`sim`]: `lifeboat sim`, a local twin of the OVH API calls recoveries make.
 //! - [`secret`]: credentials that never print.
+//! - [`web`]: `lifeboat serve`, the war room: a live web page and HTTP API over a store.
+//! - [`tls`]: HTTPS for lifeboat's servers (the simulator, the war room).
 //! - [`twin`]: a simulator fixture read from a real account, for rehearsals.
 //! - [`schedule`]: when the daemon starts plans and rehearsals (cron, time zones).
 //! - [`report`]: run reports (steps, timings, RTO, changes made or planned).
@@ -32,6 +34,8 @@ pub mod report;
 pub mod schedule;
 pub mod secret;
 pub mod sim;
+pub mod tls;
 pub mod twin;
+pub mod web;
 
 pub use error::Error;

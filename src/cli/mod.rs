@@ -9,6 +9,7 @@ mod doctor;
 mod output;
 mod preflight;
 mod rehearse;
+mod serve;
 mod sim;
 mod store;
 mod undo;
@@ -115,10 +116,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Open a gate a run waits at.
-    Approve { run_id: String, gate: String },
+    /// Approve a gate a run waits at (it opens once as many different people as it needs
+    /// have approved it).
+    Approve {
+        run_id: String,
+        gate: String,
+        /// Why, for the journal and the reports.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Stop a run for good; its journal stays.
-    Abort { run_id: String },
+    Abort {
+        run_id: String,
+        /// Why, for the journal and the reports.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Run a step again (one in doubt, or the one that failed), then continue the run.
     Retry {
         run_id: String,
@@ -245,6 +258,18 @@ enum Command {
     Ovh {
         #[command(subcommand)]
         command: OvhCommand,
+    },
+    /// The war room: a web page and HTTP API over the store (runs live, gates approved by
+    /// signed-in people, reports), until stopped. People sign in with `lifeboat token`s.
+    Serve(serve::ServeArgs),
+    /// Make a war-room token for a person: prints the token (once) and the config lines.
+    Token {
+        /// The person's name, as the journal will record their actions.
+        name: String,
+        /// viewer (reads), operator (also approves, aborts, decides steps) or admin (also
+        /// exports).
+        #[arg(long)]
+        role: String,
     },
     /// Serve the OVH API simulator; prints a comment with its base URL, then `export` lines a
     /// shell can paste or `eval`.
@@ -524,7 +549,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let access = Access::open(&db, clock()?)?;
             match run_id {
                 None => match access.call(Request::Runs)? {
-                    Response::Runs { mut runs, live } => {
+                    Response::Runs {
+                        mut runs, live, ..
+                    } => {
                         if orphans {
                             let grace = crate::journal::LeaseSettings::from_env()
                                 .map_err(Error::Usage)?
@@ -597,19 +624,25 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Command::Approve { run_id, gate } => {
+        Command::Approve {
+            run_id,
+            gate,
+            reason,
+        } => {
             let by = operator();
             let reply = Access::open(&db, clock()?)?.call(Request::Approve {
                 id: parse_run_id(&run_id)?,
                 gate,
                 by,
+                reason,
             })?;
             done(reply)
         }
-        Command::Abort { run_id } => {
+        Command::Abort { run_id, reason } => {
             let reply = Access::open(&db, clock()?)?.call(Request::Abort {
                 id: parse_run_id(&run_id)?,
                 by: operator(),
+                reason,
             })?;
             done(reply)
         }
@@ -775,6 +808,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             command: OvhCommand::Login { redirect },
         } => ovh_login(redirect),
         Command::Sim(args) => sim::run(args),
+        Command::Serve(args) => serve::serve(args, &db, config_file.as_deref(), clock()?),
+        Command::Token { name, role } => serve::token(&name, &role),
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::File {
                 path: file.clone(),

@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use crate::clock::{format_duration, format_time};
 use crate::engine::{self, summarize, LiveInfo, Outcome, Runbook};
 use crate::error::Error;
+use crate::report::{pace_text, succeeded_text};
 use crate::journal::{
-    Decision, Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView, Verdict,
+    Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView,
 };
 
 /// What `lifeboat check` prints.
@@ -180,19 +181,16 @@ impl engine::Observer for Progress {
                 eprintln!("  ⏸ waiting for approval at gate {gate:?}{message}");
                 eprintln!("    approve from any terminal: lifeboat approve {run} {gate}");
             }
-            P::GateApproved { gate, by } => eprintln!("  ✓ gate {gate:?} approved by {by}"),
+            P::GateApproved { gate, by, more: 0 } => {
+                eprintln!("  ✓ gate {gate:?} approved by {by}")
+            }
+            P::GateApproved { gate, by, more } => eprintln!(
+                "  ✓ gate {gate:?} approved by {by}; it waits for {more} more approval{} from someone else",
+                if more == 1 { "" } else { "s" }
+            ),
             P::Log { message } => eprintln!("  · {message}"),
             P::Finished { .. } => {}
         }
-    }
-}
-
-/// "succeeded", or "succeeded, partial (failover IPs: 4 of 5 recovered)".
-fn succeeded_text(verdict: &Verdict) -> String {
-    if verdict.is_undeclared() {
-        verdict.state().to_string()
-    } else {
-        format!("{} ({})", verdict.state(), verdict.summary())
     }
 }
 
@@ -554,162 +552,16 @@ pub struct Links {
 /// `lifeboat log RUN_ID`.
 pub fn events(events: &[EventRecord], as_json: bool) -> String {
     let mut out = String::new();
-    let mut names: HashMap<&str, &str> = HashMap::new();
-    for record in events {
-        if as_json {
+    if as_json {
+        for record in events {
             let _ = writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default());
-            continue;
         }
-        if let Event::StepStarted { key, name, .. } = &record.event {
-            names.insert(key, name);
-        }
-        let name = |key: &str| {
-            names
-                .get(key)
-                .map(|n| format!("{n:?}"))
-                .unwrap_or_else(|| format!("at {key}"))
-        };
-        let text = match &record.event {
-            Event::RunStarted {
-                pid,
-                resumed: false,
-            } => format!("run started (pid {pid})"),
-            Event::RunStarted { pid, resumed: true } => format!("run resumed (pid {pid})"),
-            Event::StepStarted { key, name, attempt } => {
-                format!("step {key} {name:?} started, attempt {attempt}")
-            }
-            Event::StepEffect { key, attempt, what } => format!(
-                "step {key} {} attempt {attempt} began changing things ({what})",
-                name(key)
-            ),
-            Event::StepSucceeded {
-                key,
-                result,
-                reconciled,
-            } => {
-                let how = if *reconciled {
-                    " (its check said so)"
-                } else {
-                    ""
-                };
-                format!(
-                    "step {key} {} succeeded{how}: {}",
-                    name(key),
-                    truncate(&result.to_string(), 200)
-                )
-            }
-            Event::StepFailed {
-                key,
-                attempt,
-                error,
-                retry_at: Some(at),
-                ..
-            } => {
-                format!(
-                    "step {key} {} attempt {attempt} failed: {error}; retry at {}",
-                    name(key),
-                    format_time(*at)
-                )
-            }
-            Event::StepFailed {
-                key,
-                attempt,
-                error,
-                retry_at: None,
-                ..
-            } => format!(
-                "step {key} {} failed (attempt {attempt}): {error}",
-                name(key)
-            ),
-            Event::StepDecided {
-                key,
-                decision,
-                by,
-                reason,
-            } => {
-                let result = match decision {
-                    Decision::Skip { result } | Decision::Done { result } => {
-                        format!(" (result {})", truncate(&result.to_string(), 200))
-                    }
-                    Decision::Retry | Decision::NotDone => String::new(),
-                };
-                format!(
-                    "step {key} {} {} by {by}{result}: {reason}",
-                    name(key),
-                    decision.label()
-                )
-            }
-            Event::Paced {
-                rate,
-                concurrency,
-                why,
-            } => format!("OVH pace: {}: {why}", pace_text(*rate, *concurrency)),
-            Event::SleepStarted { key, until } => {
-                format!("sleep {key} until {}", format_time(*until))
-            }
-            Event::SleepFinished { key } => format!("sleep {key} done"),
-            Event::GateOpened { gate, message, .. } => format!("gate {gate:?} opened: {message}"),
-            Event::GateApproved { gate, by } => format!("gate {gate:?} approved by {by}"),
-            Event::ValueRecorded { key, name, value } => format!("{name}() at {key} = {value}"),
-            Event::Logged {
-                message,
-                warning: false,
-                ..
-            } => format!("log: {message}"),
-            Event::Logged { message, .. } => format!("warning: {message}"),
-            Event::OutcomeDeclared { title, items, .. } => {
-                let recovered = items
-                    .iter()
-                    .filter(|i| crate::journal::OutcomeGroup::is_recovered(i))
-                    .count();
-                format!(
-                    "outcome {title:?}: {recovered} of {} recovered",
-                    items.len()
-                )
-            }
-            Event::Planned { step, call, body } => {
-                format!(
-                    "planned (not sent){}: {call} {body}",
-                    step.as_ref()
-                        .map(|s| format!(" in step {s:?}"))
-                        .unwrap_or_default()
-                )
-            }
-            Event::RunPaused { reason } => format!("run paused: {}", pause_text(reason)),
-            Event::RunSucceeded { verdict, .. } => format!("run {}", succeeded_text(verdict)),
-            Event::RunFailed { error, .. } => format!("run failed: {error}"),
-            Event::RunAborted { by } => format!("run aborted by {by}"),
-        };
-        let _ = writeln!(out, "{}  {text}", format_time(record.at));
+        return out;
+    }
+    for line in crate::report::event_lines(events) {
+        let _ = writeln!(out, "{}  {}", format_time(line.at), line.text);
     }
     out
-}
-
-/// A pace of OVH calls, as `status` and `log` print it.
-pub fn pace_text(rate: Option<f64>, concurrency: usize) -> String {
-    match rate {
-        Some(r) => format!("{r:.1} requests/s, {concurrency} at once"),
-        None => format!("no rate limit, {concurrency} at once"),
-    }
-}
-
-fn pause_text(reason: &PauseReason) -> String {
-    match reason {
-        PauseReason::Approval { gate } => format!("waiting for approval at gate {gate:?}"),
-        PauseReason::StepInDoubt { name, why, .. } => format!("step {name:?} in doubt: {why}"),
-        PauseReason::GateTimeout { gate, after } => {
-            format!("nobody approved gate {gate:?} within {after}")
-        }
-        PauseReason::Stopped { message } => message.clone(),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
-    }
 }
 
 fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {

@@ -49,7 +49,8 @@ pub(super) struct SimArgs {
 }
 
 pub(super) fn run(args: SimArgs) -> Result<u8, Error> {
-    use crate::sim::{tls, Options, Sim};
+    use crate::sim::{Options, Sim};
+    use crate::tls;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(Error::Usage(format!(
             "--speed must be a positive number, not {}",

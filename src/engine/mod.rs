@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::clock::{Clock, Millis};
 use crate::journal::{
     self, Entry, Event, Journal, Mode, PauseReason, RunId, RunRecord, RunState, RunView,
-    RunbookInfo, StepState, Verdict,
+    RunbookInfo, StepState, Verdict, Vote,
 };
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
@@ -178,9 +178,11 @@ pub enum Progress<'a> {
         gate: &'a str,
         message: &'a str,
     },
+    /// `by` approved the gate; it waits for `more` approvals from other people (0: open).
     GateApproved {
         gate: &'a str,
         by: &'a str,
+        more: u32,
     },
     Log {
         message: &'a str,
@@ -314,11 +316,18 @@ impl LiveRuns {
     }
 
     /// Opens a gate of a live run; `false` if the run is not live here.
-    pub fn approve(&self, id: &RunId, gate: &str, by: &str) -> Result<bool, Error> {
+    /// Counts `by`'s approval of a gate of a run live here; `None` if the run is not live here.
+    pub fn approve(
+        &self,
+        id: &RunId,
+        gate: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Vote>, Error> {
         let ctx = lock(&self.runs).get(id).cloned();
         match ctx {
-            Some(ctx) => ctx.approve(gate, by).map(|_| true),
-            None => Ok(false),
+            Some(ctx) => ctx.approve(gate, by, reason).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -846,12 +855,23 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
             Entry::Gate {
                 gate, opened_at, ..
             } => {
-                let by = view.approvals.get(gate);
+                let state = match view.gates.approved_by(gate) {
+                    Some(by) => format!("approved by {by}"),
+                    None => match view.gates.votes(gate) {
+                        [] => "waiting".to_string(),
+                        some => format!(
+                            "waiting: {} of {} approvals ({})",
+                            some.len(),
+                            view.gates.needed(gate),
+                            some.join(", ")
+                        ),
+                    },
+                };
                 StepSummary {
                     key: key.clone(),
                     kind: "gate",
                     name: format!("approve {gate}"),
-                    state: by.map_or("waiting".to_string(), |b| format!("approved by {b}")),
+                    state,
                     attempts: 0,
                     started_at: Some(*opened_at),
                     finished_at: None,
@@ -872,7 +892,7 @@ pub fn open_gates(view: &RunView) -> Vec<String> {
     view.order
         .iter()
         .filter_map(|k| match view.entries.get(k) {
-            Some(Entry::Gate { gate, .. }) if !view.approvals.contains_key(gate) => {
+            Some(Entry::Gate { gate, .. }) if !view.gates.is_open(gate) => {
                 Some(gate.clone())
             }
             _ => None,

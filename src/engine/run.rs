@@ -9,7 +9,6 @@
 //! whose body only computes or reads costs one flush, and a crash before the barrier leaves a
 //! step that provably changed nothing, which resume simply runs.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,7 +22,9 @@ use super::sandbox::Limits;
 use super::step::{OnFailure, StepOptions};
 use super::{Error, Observer, Progress, RunOptions};
 use crate::clock::{Clock, Millis};
-use crate::journal::{Entry, Event, Journal, PauseReason, RunId, RunView, StepState};
+use crate::journal::{
+    Entry, Event, Gates, Journal, PauseReason, RunId, RunView, StepState, Vote,
+};
 
 /// Tokens carried by `ErrorTerminated`, which Rhai's `try`/`catch` cannot intercept.
 const TOKEN_STOP: &str = "lifeboat:stop";
@@ -62,13 +63,44 @@ pub(crate) enum OnGateTimeout {
     Abort,
 }
 
-impl GateTimeout {
-    /// Reads `#{ timeout: "2h", on_timeout: "pause" | "abort" }`; `None` without a timeout.
-    pub(crate) fn from_map(map: rhai::Map) -> Result<Option<GateTimeout>, String> {
+/// `approve(gate, message, #{ approvers, timeout, on_timeout })`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GateOptions {
+    pub timeout: Option<GateTimeout>,
+    /// How many different people must approve.
+    pub approvers: u32,
+}
+
+/// The most approvers a gate may ask for.
+const MAX_APPROVERS: i64 = 20;
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        GateOptions {
+            timeout: None,
+            approvers: 1,
+        }
+    }
+}
+
+impl GateOptions {
+    /// Reads `#{ approvers: 2, timeout: "2h", on_timeout: "pause" | "abort" }`.
+    pub(crate) fn from_map(map: rhai::Map) -> Result<GateOptions, String> {
         let mut after = None;
         let mut on_timeout = OnGateTimeout::Pause;
+        let mut approvers = 1;
         for (k, v) in map {
             match k.as_str() {
+                "approvers" => {
+                    approvers = match v.as_int() {
+                        Ok(n) if (1..=MAX_APPROVERS).contains(&n) => n as u32,
+                        _ => {
+                            return Err(format!(
+                                "approve option approvers: expected a whole number of people from 1 to {MAX_APPROVERS}, got {v}"
+                            ))
+                        }
+                    }
+                }
                 "timeout" => {
                     after = Some(super::step::duration_option("approve option timeout", &v)?)
                 }
@@ -85,12 +117,15 @@ impl GateTimeout {
                 }
                 other => {
                     return Err(format!(
-                        "unknown approve option {other:?} (timeout, on_timeout)"
+                        "unknown approve option {other:?} (approvers, timeout, on_timeout)"
                     ))
                 }
             }
         }
-        Ok(after.map(|after| GateTimeout { after, on_timeout }))
+        Ok(GateOptions {
+            timeout: after.map(|after| GateTimeout { after, on_timeout }),
+            approvers,
+        })
     }
 }
 
@@ -122,7 +157,8 @@ pub struct RunContext {
     pre_approved: Vec<String>,
     /// The step whose failure ended the previous execution of this run, to be tried again.
     failed_step: Option<String>,
-    approvals: Mutex<HashMap<String, String>>,
+    /// The run's gates and their approvals (from the journal, then as they arrive).
+    gates: Mutex<Gates>,
     waiting_gate: Mutex<Option<String>>,
     /// Task waits in progress: step name → how the task last stood, for `status`.
     task_waits: Mutex<std::collections::BTreeMap<String, String>>,
@@ -164,7 +200,7 @@ impl RunContext {
         failed_step: Option<String>,
         plan: bool,
     ) -> RunContext {
-        let approvals = view.approvals.clone();
+        let gates = view.gates.clone();
         RunContext {
             id,
             journal,
@@ -177,7 +213,7 @@ impl RunContext {
             opts,
             pre_approved,
             failed_step,
-            approvals: Mutex::new(approvals),
+            gates: Mutex::new(gates),
             waiting_gate: Mutex::new(None),
             task_waits: Mutex::new(Default::default()),
             abort: Mutex::new(None),
@@ -252,21 +288,51 @@ impl RunContext {
 
     // ----- signals from outside (control API, terminal prompt) -----
 
-    /// Opens `gate` for this run: journaled durably, then the waiting script is woken.
-    pub(crate) fn approve(&self, gate: &str, by: &str) -> Result<(), Error> {
+    /// Counts `by`'s approval of `gate`: journaled durably, then the waiting script is woken
+    /// (it goes on once as many different people as the gate needs have approved). A person
+    /// who already approved it is not counted again, and nothing is journaled.
+    pub(crate) fn approve(
+        &self,
+        gate: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Vote, Error> {
+        let needed = lock(&self.gates).needed(gate);
+        let have = lock(&self.gates).votes(gate).len() as u32;
+        if lock(&self.gates).votes(gate).iter().any(|v| v == by) {
+            return Ok(Vote::Again { have, needed });
+        }
         self.journal.append_durable(
             &self.id,
             self.clock.now(),
             Event::GateApproved {
                 gate: gate.to_string(),
                 by: by.to_string(),
+                reason: reason.map(str::to_string),
             },
         )?;
-        lock(&self.approvals).insert(gate.to_string(), by.to_string());
-        self.observer
-            .progress(&self.id, Progress::GateApproved { gate, by });
-        self.notify();
-        Ok(())
+        Ok(self.count_vote(gate, by))
+    }
+
+    /// Counts an approval that is in the journal already, and tells the terminal.
+    fn count_vote(&self, gate: &str, by: &str) -> Vote {
+        let vote = lock(&self.gates).vote(gate, by);
+        if let Vote::Counted { have, needed } = vote {
+            self.observer.progress(
+                &self.id,
+                Progress::GateApproved {
+                    gate,
+                    by,
+                    more: needed.saturating_sub(have),
+                },
+            );
+            self.notify();
+        }
+        vote
+    }
+
+    fn gate_is_open(&self, gate: &str) -> bool {
+        lock(&self.gates).is_open(gate)
     }
 
     /// On a shared store, people act on a run from any host: their approvals and aborts are
@@ -299,15 +365,8 @@ impl RunContext {
             return;
         };
         for e in events.iter().filter(|e| e.seq > self.view.last_seq) {
-            if let Event::GateApproved { gate, by } = &e.event {
-                let fresh = lock(&self.approvals)
-                    .insert(gate.clone(), by.clone())
-                    .is_none();
-                if fresh {
-                    self.observer
-                        .progress(&self.id, Progress::GateApproved { gate, by });
-                    self.notify();
-                }
+            if let Event::GateApproved { gate, by, .. } = &e.event {
+                self.count_vote(gate, by);
             }
         }
     }
@@ -1020,8 +1079,9 @@ impl RunContext {
         pos: Position,
         gate: &str,
         message: &str,
-        timeout: Option<GateTimeout>,
+        options: GateOptions,
     ) -> ScriptResult<()> {
+        let GateOptions { timeout, approvers } = options;
         let key = self.position("approve()", pos)?;
         let requested = format!("approve {gate:?}");
         let opened_at = match self.recorded(
@@ -1037,19 +1097,31 @@ impl RunContext {
                     key: key.clone(),
                     gate: gate.to_string(),
                     message: message.to_string(),
+                    approvers,
                 })?;
+                lock(&self.gates).opened(gate, approvers);
                 now
             }
         };
         // The timeout counts from when the gate first opened, across resumes.
         let expires = timeout.map(|t| (opened_at + t.after.as_millis() as u64, t));
-        if lock(&self.approvals).contains_key(gate) {
+        if self.gate_is_open(gate) {
             return Ok(());
         }
         // A plan does not stop at gates: it is there to show what lies past them.
-        if self.plan || self.pre_approved.iter().any(|g| g == gate || g == "all") {
-            self.approve(gate, "--approve").map_err(|e| self.fatal(e))?;
+        if self.plan {
+            self.approve(gate, "--approve", None)
+                .map_err(|e| self.fatal(e))?;
+            lock(&self.gates).force_open(gate, "--approve");
             return Ok(());
+        }
+        // Approved in advance: by one person, the one who started the run.
+        if self.pre_approved.iter().any(|g| g == gate || g == "all") {
+            self.approve(gate, "--approve", None)
+                .map_err(|e| self.fatal(e))?;
+            if self.gate_is_open(gate) {
+                return Ok(());
+            }
         }
         if self.forward.is_some() {
             return Err(end_of_journal());
@@ -1067,7 +1139,7 @@ impl RunContext {
             let me = Arc::clone(self);
             std::thread::spawn(move || {
                 if prompt(&gate, &message) {
-                    let _ = me.approve(&gate, "terminal");
+                    let _ = me.approve(&gate, "terminal", None);
                 }
             });
         }
@@ -1079,7 +1151,7 @@ impl RunContext {
             {
                 break None;
             }
-            if lock(&self.approvals).contains_key(gate) {
+            if self.gate_is_open(gate) {
                 break None;
             }
             if let Some((at, t)) = &expires {
@@ -1100,7 +1172,7 @@ impl RunContext {
         // Pausing and aborting wake every waiter through `wake`: not while holding it.
         drop(seen);
         *lock(&self.waiting_gate) = None;
-        if lock(&self.approvals).contains_key(gate) {
+        if self.gate_is_open(gate) {
             return Ok(());
         }
         let Some(t) = expired else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 
-use super::run::{script_error, GateTimeout, RunContext, ScriptResult};
+use super::run::{script_error, GateOptions, RunContext, ScriptResult};
 use super::step::duration_option;
 
 /// The functions registered here, for `check`'s unknown-function test (kept honest by a test
@@ -69,7 +69,7 @@ pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
     engine.register_fn(
         "approve",
         move |call: NativeCallContext, gate: &str, message: &str| -> ScriptResult<()> {
-            c.gate(call.call_position(), gate, message, None)
+            c.gate(call.call_position(), gate, message, GateOptions::default())
         },
     );
     let c = ctx.clone();
@@ -77,15 +77,15 @@ pub(super) fn register(engine: &mut rhai::Engine, ctx: Arc<RunContext>) {
         "approve",
         move |call: NativeCallContext, gate: &str, message: &str, opts: Map| -> ScriptResult<()> {
             let pos = call.call_position();
-            let timeout = GateTimeout::from_map(opts).map_err(|m| script_error(m, pos))?;
-            c.gate(pos, gate, message, timeout)
+            let options = GateOptions::from_map(opts).map_err(|m| script_error(m, pos))?;
+            c.gate(pos, gate, message, options)
         },
     );
     let c = ctx.clone();
     engine.register_fn(
         "approve",
         move |call: NativeCallContext, gate: &str| -> ScriptResult<()> {
-            c.gate(call.call_position(), gate, "", None)
+            c.gate(call.call_position(), gate, "", GateOptions::default())
         },
     );
 

@@ -123,11 +123,18 @@ pub enum Event {
         key: String,
         gate: String,
         message: String,
+        /// How many different people must approve it (`approvers: 2`); 1 when absent.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        approvers: u32,
     },
-    /// A person (or `--approve`) opened a gate.
+    /// A person (or `--approve`) approved a gate. It opens once `approvers` different
+    /// people have.
     GateApproved {
         gate: String,
         by: String,
+        /// Why, when they gave a reason (the web page asks for one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A value the runbook must see identically on replay (`now()`).
     ValueRecorded {
@@ -216,4 +223,12 @@ pub struct EventRecord {
     pub at: u64,
     #[serde(flatten)]
     pub event: Event,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }

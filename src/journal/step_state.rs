@@ -214,6 +214,8 @@ pub enum Entry {
         gate: String,
         message: String,
         opened_at: u64,
+        /// How many different people must approve it.
+        approvers: u32,
     },
     Value {
         name: String,
@@ -242,14 +244,79 @@ impl Entry {
     }
 }
 
+/// A run's gates: how many different people each needs, and who approved it so far. A gate
+/// opens once that many people approved it; one person approving twice counts once.
+#[derive(Debug, Default, Clone)]
+pub struct Gates {
+    needed: HashMap<String, u32>,
+    votes: HashMap<String, Vec<String>>,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vote {
+    /// Counted: the gate has `have` of the `needed` approvals.
+    Counted { have: u32, needed: u32 },
+    /// This person had already approved the gate: nothing changed.
+    Again { have: u32, needed: u32 },
+}
+
+impl Gates {
+    /// The gate was reached and needs `approvers` different people.
+    pub fn opened(&mut self, gate: &str, approvers: u32) {
+        self.needed.insert(gate.to_string(), approvers.max(1));
+    }
+
+    pub fn vote(&mut self, gate: &str, by: &str) -> Vote {
+        let needed = self.needed(gate);
+        let votes = self.votes.entry(gate.to_string()).or_default();
+        if votes.iter().any(|v| v == by) {
+            return Vote::Again {
+                have: votes.len() as u32,
+                needed,
+            };
+        }
+        votes.push(by.to_string());
+        Vote::Counted {
+            have: votes.len() as u32,
+            needed,
+        }
+    }
+
+    /// How many different people `gate` needs (1 for a gate not reached yet).
+    pub fn needed(&self, gate: &str) -> u32 {
+        self.needed.get(gate).copied().unwrap_or(1)
+    }
+
+    /// Who approved `gate` so far, in order.
+    pub fn votes(&self, gate: &str) -> &[String] {
+        self.votes.get(gate).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn is_open(&self, gate: &str) -> bool {
+        self.votes(gate).len() as u32 >= self.needed(gate)
+    }
+
+    /// Who opened `gate` ("alice, bob"), once it is open.
+    pub fn approved_by(&self, gate: &str) -> Option<String> {
+        self.is_open(gate).then(|| self.votes(gate).join(", "))
+    }
+
+    /// Opens `gate` at once, whoever approved it (plans do not stop at gates).
+    pub fn force_open(&mut self, gate: &str, by: &str) {
+        self.vote(gate, by);
+        self.needed.insert(gate.to_string(), 1);
+    }
+}
+
 /// Everything known about a run's positions, folded from its events.
 #[derive(Debug, Default, Clone)]
 pub struct RunView {
     pub entries: HashMap<String, Entry>,
     /// Keys in the order they first appeared.
     pub order: Vec<String>,
-    /// Approved gates and who approved them.
-    pub approvals: HashMap<String, String>,
+    /// The gates reached and who approved them.
+    pub gates: Gates,
     /// The highest event sequence seen.
     pub last_seq: u64,
     /// People's decisions about steps, in order.
@@ -386,8 +453,8 @@ impl RunView {
         self.last_seq = self.last_seq.max(record.seq);
         let at = record.at;
         match &record.event {
-            Event::GateApproved { gate, by } => {
-                self.approvals.insert(gate.clone(), by.clone());
+            Event::GateApproved { gate, by, .. } => {
+                self.gates.vote(gate, by);
             }
             Event::StepStarted { key, name, .. } => {
                 let prev = match self.entries.get(key) {
@@ -474,14 +541,23 @@ impl RunView {
                     *finished_at = Some(at);
                 }
             }
-            Event::GateOpened { key, gate, message } => self.insert(
+            Event::GateOpened {
                 key,
-                Entry::Gate {
-                    gate: gate.clone(),
-                    message: message.clone(),
-                    opened_at: at,
-                },
-            ),
+                gate,
+                message,
+                approvers,
+            } => {
+                self.gates.opened(gate, *approvers);
+                self.insert(
+                    key,
+                    Entry::Gate {
+                        gate: gate.clone(),
+                        message: message.clone(),
+                        opened_at: at,
+                        approvers: *approvers,
+                    },
+                )
+            }
             Event::ValueRecorded { key, name, value } => self.insert(
                 key,
                 Entry::Value {

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod pace;
 pub mod signature;
+pub mod stats;
 pub mod types;
 
 use std::time::{Duration, Instant};
@@ -495,10 +496,14 @@ impl Client {
             }
             Auth::OAuth2 { .. } => request.bearer_auth(self.oauth_token().await?),
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(method, path, &e, !e.is_connect()))?;
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                stats::record(method, path, "transport");
+                return Err(transport_error(method, path, &e, !e.is_connect()));
+            }
+        };
+        stats::record(method, path, response.status().as_str());
         let answer = decode(method, path, response).await;
         self.pace.observe(match &answer {
             Err(e) if e.is_overload() => e.status(),

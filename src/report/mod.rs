@@ -4,9 +4,12 @@
 //! working time, errors, and the changes made or planned. This module builds the [`Report`];
 //! `markdown` and `html` render it, from the tables `tables` makes.
 
+mod events;
 mod html;
 mod markdown;
 mod tables;
+
+pub use events::{event_lines, pace_text, pause_text, succeeded_text, EventLine};
 
 pub use html::render as html;
 pub use markdown::render as markdown;
@@ -95,7 +98,7 @@ pub struct Change {
 }
 
 /// Names whose values a report never shows.
-fn secret_name(name: &str) -> bool {
+pub(crate) fn secret_name(name: &str) -> bool {
     let n = name.to_lowercase();
     ["secret", "password", "token", "key", "credential"]
         .iter()

@@ -11,7 +11,6 @@
 
 pub mod faults;
 mod routes;
-pub mod tls;
 pub mod world;
 
 use std::io::Write;
@@ -322,7 +321,7 @@ fn without_port(url: &str) -> Option<String> {
     Some(format!("https://{host}{path}"))
 }
 
-/// Serves until `shutdown` completes, on any listener: plain TCP, or [`tls::TlsListener`].
+/// Serves until `shutdown` completes, on any listener: plain TCP, or [`crate::tls::TlsListener`].
 /// Tasks also end (and send their emails) when nobody polls.
 pub async fn serve<L>(
     listener: L,

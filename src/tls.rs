@@ -1,7 +1,7 @@
-//! HTTPS for the simulator (`lifeboat sim --tls`): a throwaway certificate authority and a
-//! server certificate for the names the simulator answers on, made at start (or a certificate
-//! brought with `--tls-cert/--tls-key`), and a listener that hands axum connections whose TLS
-//! handshake is done. Handshakes run in their own tasks, so a client that connects and says
+//! HTTPS for lifeboat's servers (`lifeboat sim --tls`, `lifeboat serve --tls-cert`): a
+//! certificate brought with `--tls-cert/--tls-key`, or for the simulator a throwaway
+//! certificate authority and a server certificate for the names it answers on, made at start;
+//! and a listener that hands axum connections whose TLS handshake is done. Handshakes run in their own tasks, so a client that connects and says
 //! nothing never holds up the others.
 
 use std::net::SocketAddr;

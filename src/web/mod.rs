@@ -1,0 +1,312 @@
+//! The war room: `lifeboat serve`, a web page and an HTTP JSON API over a journal store, for
+//! everyone who watches or decides a recovery.
+//!
+//! This module owns the web front: its settings (`[web]` in the config file), how it reaches
+//! the store, its router, and its listener (plain or TLS). It implements no action: approving,
+//! aborting and deciding a step go through the same [`control::Service`] requests as the
+//! command line, so a gate approved on the page is approved exactly as `lifeboat approve`
+//! would, with the person's name in the journal. [`auth`] says who is asking, [`api`] answers
+//! the JSON requests (and describes them in OpenAPI), [`page`] serves the page and its assets
+//! (in the binary), [`metrics`] the Prometheus text.
+
+pub mod api;
+pub mod auth;
+mod metrics;
+mod page;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::clock::Clock;
+use crate::control::{self, Access, Request, Response, Service};
+use crate::journal::{Journal, Location};
+
+pub use auth::{Role, TokenEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("the war room's key {}: {source}", path.display())]
+    Key {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Control(#[from] control::Error),
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config { .. } => 2,
+            Error::Control(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+/// The `[web]` table of the config file.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Who may sign in: `[[web.token]]` entries.
+    pub tokens: Vec<TokenEntry>,
+}
+
+impl Settings {
+    /// Reads `[web]` from the config file's text. `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Settings, Error> {
+        let bad = |message: String| Error::Config {
+            path: path.to_string(),
+            message,
+        };
+        let value: toml::Value = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let Some(web) = value.get("web") else {
+            return Ok(Settings::default());
+        };
+        let mut tokens: Vec<TokenEntry> = Vec::new();
+        let entries = match web.get("token") {
+            None => Vec::new(),
+            Some(toml::Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(bad(
+                    "[web] token: expected [[web.token]] tables (lifeboat token NAME --role ROLE makes one)".into(),
+                ))
+            }
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let n = i + 1;
+            let field = |name: &str| {
+                entry
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(format!("[[web.token]] number {n}: needs {name} = \"...\"")))
+            };
+            let name = field("name")?;
+            let role = field("role")?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                bad(format!(
+                    "[[web.token]] {name:?}: role {role:?} is not viewer, operator or admin"
+                ))
+            })?;
+            let sha256 = field("sha256")?.to_ascii_lowercase();
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!(
+                    "[[web.token]] {name:?}: sha256 must be the 64 hex digits `lifeboat token` printed (the token itself never goes in the file)"
+                )));
+            }
+            if tokens.iter().any(|t| t.name == name) {
+                return Err(bad(format!(
+                    "[[web.token]] {name:?} appears twice: each person has one name"
+                )));
+            }
+            tokens.push(TokenEntry { name, role, sha256 });
+        }
+        Ok(Settings { tokens })
+    }
+}
+
+/// The key that signs sessions and emailed links: `DIR/web.key` of the data directory, made
+/// (readable by this user only) the first time. Several `serve` instances, and the drivers
+/// whose emails carry links, must share it: on other hosts, copy the file.
+pub fn key(dir: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("web.key");
+    let fail = |source| Error::Key {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {
+            return Err(fail(std::io::Error::other(
+                "shorter than 32 bytes: remove it and a new one is made",
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| Error::Random(e.to_string()))?;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            f.write_all(&key).map_err(fail)?;
+            f.sync_all().map_err(fail)?;
+            Ok(key)
+        }
+        // Another process made it first: use that one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(&path).map_err(fail)
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// How the war room reaches the store.
+enum Reach {
+    /// The embedded store allows one process at a time: it is opened for each request and
+    /// closed after (a run that starts meanwhile waits a moment), or reached through the
+    /// process that holds it (a run, the daemon), which answers for its live runs too.
+    Embedded {
+        location: Location,
+        one_at_a_time: Mutex<()>,
+    },
+    /// A shared store, open for the server's whole life.
+    Shared(Service),
+}
+
+/// The war room's state, shared by every request.
+pub struct Front {
+    reach: Reach,
+    clock: Arc<dyn Clock>,
+    pub(crate) auth: auth::Auth,
+    /// Served over TLS: cookies are `Secure`.
+    pub(crate) tls: bool,
+    pub(crate) metrics: metrics::Metrics,
+}
+
+impl Front {
+    pub fn new(
+        location: Location,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        tls: bool,
+    ) -> Result<Front, Error> {
+        let key = key(location.dir())?;
+        let reach = match &location {
+            Location::Dir(_) => Reach::Embedded {
+                location,
+                one_at_a_time: Mutex::new(()),
+            },
+            Location::Postgres { .. } => {
+                let journal = Arc::new(
+                    Journal::open_at(&location).map_err(|e| Error::Control(e.into()))?,
+                );
+                Reach::Shared(Service::new(journal, Arc::default(), clock.clone()))
+            }
+        };
+        Ok(Front {
+            reach,
+            auth: auth::Auth::new(settings.tokens.clone(), key),
+            clock,
+            tls,
+            metrics: metrics::Metrics::default(),
+        })
+    }
+
+    /// Sends a control request to the store (blocking).
+    pub fn call(&self, request: Request) -> Result<Response, control::Error> {
+        let response = match &self.reach {
+            Reach::Shared(service) => service.handle(request)?,
+            Reach::Embedded {
+                location,
+                one_at_a_time,
+            } => {
+                let _one = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+                Access::open(location, self.clock.clone())?.call(request)?
+            }
+        };
+        match response {
+            Response::Error { message, exit_code } => {
+                Err(control::Error::Refused { message, exit_code })
+            }
+            other => Ok(other),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now()
+    }
+}
+
+/// The router: the page, its assets, the API, the OpenAPI description and the metrics.
+pub fn router(front: Arc<Front>) -> axum::Router {
+    page::routes()
+        .merge(api::routes())
+        .merge(metrics::routes())
+        .with_state(front)
+}
+
+/// The address a request came from, on either listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Where the war room listens.
+pub enum Listener {
+    Plain(tokio::net::TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: Listener,
+    front: Arc<Front>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(front).into_make_service_with_connect_info::<Peer>();
+    match listener {
+        Listener::Plain(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+        Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_what_is_wrong() {
+        let err = |text: &str| Settings::parse(text, "config.toml").unwrap_err().to_string();
+        assert_eq!(
+            err("[[web.token]]\nname = \"ann\"\nrole = \"boss\"\nsha256 = \"00\"\n"),
+            "config.toml: [[web.token]] \"ann\": role \"boss\" is not viewer, operator or admin"
+        );
+        assert_eq!(
+            err("[[web.token]]\nname = \"ann\"\nrole = \"viewer\"\ntoken = \"lbt_x\"\n"),
+            "config.toml: [[web.token]] number 1: needs sha256 = \"...\""
+        );
+        let ok = Settings::parse(
+            &format!(
+                "[[web.token]]\nname = \"ann\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+                "ab".repeat(32)
+            ),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(ok.tokens[0].role, Role::Admin);
+    }
+}
