@@ -21,3 +21,4 @@ mod shared_store;
 mod sim_rules;
 mod sim_tls;
 mod undo;
+mod web;

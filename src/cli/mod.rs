@@ -549,9 +549,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let access = Access::open(&db, clock()?)?;
             match run_id {
                 None => match access.call(Request::Runs)? {
-                    Response::Runs {
-                        mut runs, live, ..
-                    } => {
+                    Response::Runs { mut runs, live, .. } => {
                         if orphans {
                             let grace = crate::journal::LeaseSettings::from_env()
                                 .map_err(Error::Usage)?

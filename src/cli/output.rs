@@ -10,10 +10,8 @@ use serde_json::{json, Value};
 use crate::clock::{format_duration, format_time};
 use crate::engine::{self, summarize, LiveInfo, Outcome, Runbook};
 use crate::error::Error;
+use crate::journal::{Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView};
 use crate::report::{pace_text, succeeded_text};
-use crate::journal::{
-    Event, EventRecord, PauseReason, RunId, RunRecord, RunState, RunView,
-};
 
 /// What `lifeboat check` prints.
 pub fn declaration(rb: &Runbook) -> String {

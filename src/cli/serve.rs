@@ -112,9 +112,8 @@ async fn shutdown_signal() {
 
 /// `lifeboat token NAME --role ROLE`: a new token, shown once, and the lines that let it in.
 pub fn token(name: &str, role: &str) -> Result<u8, Error> {
-    let role = Role::parse(role).ok_or_else(|| {
-        Error::Usage(format!("--role {role:?}: viewer, operator or admin"))
-    })?;
+    let role = Role::parse(role)
+        .ok_or_else(|| Error::Usage(format!("--role {role:?}: viewer, operator or admin")))?;
     if name.trim().is_empty() || name.contains(['"', '\\', '\n']) {
         return Err(Error::Usage(format!(
             "token name {name:?}: give the person's name (it is what the journal records), without quotes"

@@ -892,9 +892,7 @@ pub fn open_gates(view: &RunView) -> Vec<String> {
     view.order
         .iter()
         .filter_map(|k| match view.entries.get(k) {
-            Some(Entry::Gate { gate, .. }) if !view.gates.is_open(gate) => {
-                Some(gate.clone())
-            }
+            Some(Entry::Gate { gate, .. }) if !view.gates.is_open(gate) => Some(gate.clone()),
             _ => None,
         })
         .collect()

@@ -22,9 +22,7 @@ use super::sandbox::Limits;
 use super::step::{OnFailure, StepOptions};
 use super::{Error, Observer, Progress, RunOptions};
 use crate::clock::{Clock, Millis};
-use crate::journal::{
-    Entry, Event, Gates, Journal, PauseReason, RunId, RunView, StepState, Vote,
-};
+use crate::journal::{Entry, Event, Gates, Journal, PauseReason, RunId, RunView, StepState, Vote};
 
 /// Tokens carried by `ErrorTerminated`, which Rhai's `try`/`catch` cannot intercept.
 const TOKEN_STOP: &str = "lifeboat:stop";

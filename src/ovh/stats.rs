@@ -25,7 +25,10 @@ pub fn route(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     path.split('/')
         .map(|seg| {
-            if seg.bytes().any(|b| b.is_ascii_digit() || b == b'.' || b == b'%') {
+            if seg
+                .bytes()
+                .any(|b| b.is_ascii_digit() || b == b'.' || b == b'%')
+            {
                 "{}"
             } else {
                 seg

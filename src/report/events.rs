@@ -124,7 +124,9 @@ pub fn event_lines(events: &[EventRecord]) -> Vec<EventLine> {
                 message,
                 approvers,
                 ..
-            } => format!("gate {gate:?} opened ({approvers} different people must approve): {message}"),
+            } => format!(
+                "gate {gate:?} opened ({approvers} different people must approve): {message}"
+            ),
             Event::GateApproved { gate, by, reason } => match reason {
                 Some(why) => format!("gate {gate:?} approved by {by}: {why}"),
                 None => format!("gate {gate:?} approved by {by}"),
@@ -204,4 +206,3 @@ pub fn succeeded_text(verdict: &Verdict) -> String {
         format!("{} ({})", verdict.state(), verdict.summary())
     }
 }
-

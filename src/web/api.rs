@@ -36,12 +36,22 @@ const LIVE_POLL: Duration = Duration::from_millis(400);
         description = "Runs, gates and reports of a lifeboat journal store. Authenticate with `Authorization: Bearer TOKEN` (a `[[web.token]]` of the config file), or sign in at /api/login for a session cookie; requests that change something with a cookie also need the `X-Lifeboat-CSRF` header from /api/me."
     ),
     paths(
-        login, logout, me, list_runs, get_run, run_live, runs_live, report, export, approve,
-        abort, decide
+        login, logout, me, list_runs, get_run, run_live, runs_live, report, export, approve, abort,
+        decide
     ),
     components(schemas(
-        RunRow, RunPage, StepRow, GateRow, EventLine, Me, LoginBody, ReasonBody, DecideBody,
-        Done, ApiErrorBody, Role
+        RunRow,
+        RunPage,
+        StepRow,
+        GateRow,
+        EventLine,
+        Me,
+        LoginBody,
+        ReasonBody,
+        DecideBody,
+        Done,
+        ApiErrorBody,
+        Role
     ))
 )]
 pub struct ApiDoc;
@@ -101,7 +111,9 @@ impl From<Refusal> for ApiError {
             Refusal::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, why),
             Refusal::Slow(secs) => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
-                message: format!("too many failed sign-ins from this address: try again in {secs} s"),
+                message: format!(
+                    "too many failed sign-ins from this address: try again in {secs} s"
+                ),
                 retry_after: Some(secs),
             },
         }
@@ -125,8 +137,13 @@ impl From<control::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        let mut response =
-            (self.status, Json(ApiErrorBody { error: self.message })).into_response();
+        let mut response = (
+            self.status,
+            Json(ApiErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -144,7 +161,7 @@ fn now_secs(front: &Front) -> u64 {
     front.now_ms() / 1000
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -174,8 +191,7 @@ fn person(front: &Front, headers: &HeaderMap, peer: SocketAddr, role: Role) -> A
                 person.name,
                 person.role.label(),
                 role.label()
-            )
-            .replace("an viewer", "a viewer"),
+            ),
         ));
     }
     Ok(person)
@@ -261,17 +277,29 @@ async fn login(
         header_str(&headers, header::HOST),
     ) {
         if origin.split_once("://").map(|(_, h)| h) != Some(host) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "refused: sign in from the war room's own page"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "refused: sign in from the war room's own page",
+            ));
         }
     }
-    let person = front.auth.login(peer.ip(), &body.token).inspect_err(|_| front.metrics.failed_login())?;
+    let person = front
+        .auth
+        .login(peer.ip(), &body.token)
+        .inspect_err(|_| front.metrics.failed_login())?;
     let cookie = front
         .auth
         .session_for(&person, now_secs(&front))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let me = front.auth.session(&cookie, now_secs(&front)).ok_or_else(|| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the new session does not verify")
-    })?;
+    let me = front
+        .auth
+        .session(&cookie, now_secs(&front))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the new session does not verify",
+            )
+        })?;
     let mut response = Json(Me {
         name: me.name,
         role: me.role,
@@ -345,7 +373,7 @@ pub struct RunRow {
 fn state_detail(state: &RunState) -> String {
     match state {
         RunState::Queued => "waiting for a worker".into(),
-        RunState::Running { pid } => format!("process {pid}"),
+        RunState::Running { pid } => format!("running (process {pid})"),
         RunState::Paused { reason } => crate::report::pause_text(reason),
         RunState::Succeeded { verdict, .. } => crate::report::succeeded_text(verdict),
         RunState::Failed { error, .. } => error.clone(),
@@ -353,12 +381,7 @@ fn state_detail(state: &RunState) -> String {
     }
 }
 
-fn row(
-    run: &RunRecord,
-    live: Option<&LiveInfo>,
-    lease: Option<&LeaseInfo>,
-    now: u64,
-) -> RunRow {
+fn row(run: &RunRecord, live: Option<&LiveInfo>, lease: Option<&LeaseInfo>, now: u64) -> RunRow {
     let end = if run.state.is_final() || matches!(run.state, RunState::Failed { .. }) {
         run.updated_at
     } else {
@@ -371,12 +394,14 @@ fn row(
         (None, Some(l)) => Some(format!("nobody: the lease of {} expired", l.owner)),
         _ => None,
     };
-    let waiting_gate = live.and_then(|l| l.waiting_gate.clone()).or(match &run.state {
-        RunState::Paused {
-            reason: crate::journal::PauseReason::Approval { gate },
-        } => Some(gate.clone()),
-        _ => None,
-    });
+    let waiting_gate = live
+        .and_then(|l| l.waiting_gate.clone())
+        .or(match &run.state {
+            RunState::Paused {
+                reason: crate::journal::PauseReason::Approval { gate },
+            } => Some(gate.clone()),
+            _ => None,
+        });
     RunRow {
         id: run.id.to_string(),
         runbook: run.runbook.name.clone(),
@@ -408,16 +433,24 @@ pub struct RunFilter {
 
 async fn rows(front: &Arc<Front>, filter: &RunFilter) -> ApiResult<Vec<RunRow>> {
     let Response::Runs { runs, live, leases } = ask(front, Request::Runs).await? else {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"));
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected answer",
+        ));
     };
     let now = front.now_ms();
     let mut rows: Vec<RunRow> = runs
         .iter()
         .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.label() == s))
-        .filter(|r| filter.runbook.as_deref().is_none_or(|n| r.runbook.name == n))
+        .filter(|r| {
+            filter
+                .runbook
+                .as_deref()
+                .is_none_or(|n| r.runbook.name == n)
+        })
         .map(|r| row(r, live.get(&r.id), leases.get(&r.id), now))
         .collect();
-    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     Ok(rows)
 }
 
@@ -499,7 +532,11 @@ fn page(
     let steps = summarize(&view)
         .into_iter()
         .map(|s| StepRow {
-            lane: s.key.rsplit_once('.').map(|(l, _)| l.to_string()).unwrap_or_default(),
+            lane: s
+                .key
+                .rsplit_once('.')
+                .map(|(l, _)| l.to_string())
+                .unwrap_or_default(),
             key: s.key,
             kind: s.kind.to_string(),
             name: s.name,
@@ -679,10 +716,16 @@ async fn report(
     let id = run_id(&id)?;
     let Response::Run { run, events, .. } = ask(&front, Request::Run { id: id.clone() }).await?
     else {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"));
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected answer",
+        ));
     };
     let Response::Runs { runs, .. } = ask(&front, Request::Runs).await? else {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"));
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected answer",
+        ));
     };
     let mut report = crate::report::build(&run, &events)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -692,8 +735,16 @@ async fn report(
         .map(|r| r.id.to_string())
         .collect();
     let (body, kind, ext) = match q.format.as_deref().unwrap_or("md") {
-        "md" => (crate::report::markdown(&report), "text/markdown; charset=utf-8", "md"),
-        "html" => (crate::report::html(&report), "text/html; charset=utf-8", "html"),
+        "md" => (
+            crate::report::markdown(&report),
+            "text/markdown; charset=utf-8",
+            "md",
+        ),
+        "html" => (
+            crate::report::html(&report),
+            "text/html; charset=utf-8",
+            "html",
+        ),
         "json" => (
             serde_json::to_string_pretty(&report).unwrap_or_default(),
             "application/json",

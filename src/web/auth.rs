@@ -155,11 +155,7 @@ impl Auth {
     /// Signs `payload` for a cookie or a link: `payload.signature`, both URL-safe base64.
     pub fn sign(&self, payload: &[u8]) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!(
-            "{}.{}",
-            b64.encode(payload),
-            b64.encode(self.mac(payload))
-        )
+        format!("{}.{}", b64.encode(payload), b64.encode(self.mac(payload)))
     }
 
     /// The payload of something [`Auth::sign`] made, if its signature holds.
@@ -267,7 +263,9 @@ impl Auth {
         match cookie {
             Some(cookie) => self
                 .session(cookie, now_secs)
-                .ok_or(Refusal::Unauthenticated("session expired or unknown: sign in again")),
+                .ok_or(Refusal::Unauthenticated(
+                    "session expired or unknown: sign in again",
+                )),
             None => Err(Refusal::Unauthenticated("sign in with your token")),
         }
     }
@@ -276,7 +274,12 @@ impl Auth {
 /// Whether a state-changing request from `person` may go on: bearer tokens always (a browser
 /// never sends one by itself); a session only with its CSRF token, and from this server's own
 /// origin when the browser names one.
-pub fn csrf_ok(person: &Person, header: Option<&str>, origin: Option<&str>, host: Option<&str>) -> bool {
+pub fn csrf_ok(
+    person: &Person,
+    header: Option<&str>,
+    origin: Option<&str>,
+    host: Option<&str>,
+) -> bool {
     let Some(expected) = &person.csrf else {
         return true;
     };
@@ -318,7 +321,9 @@ mod tests {
         let cookie = auth.session_for(&alice, 1000).unwrap();
         let seen = auth.session(&cookie, 1001).unwrap();
         assert_eq!((seen.name.as_str(), seen.role), ("alice", Role::Operator));
-        assert!(auth.session(&cookie, 1000 + SESSION_LIFETIME.as_secs()).is_none());
+        assert!(auth
+            .session(&cookie, 1000 + SESSION_LIFETIME.as_secs())
+            .is_none());
         // A forged or altered cookie is nobody.
         let (payload, _) = cookie.split_once('.').unwrap();
         assert!(auth.session(&format!("{payload}.AAAA"), 1001).is_none());
@@ -344,15 +349,27 @@ mod tests {
     #[test]
     fn csrf_needs_the_session_token_and_the_same_origin() {
         let (auth, token) = auth();
-        let cookie = auth.session_for(&auth.login(PEER, &token).unwrap(), 0).unwrap();
+        let cookie = auth
+            .session_for(&auth.login(PEER, &token).unwrap(), 0)
+            .unwrap();
         let person = auth.session(&cookie, 1).unwrap();
         let csrf = person.csrf.clone().unwrap();
         let host = Some("127.0.0.1:8750");
-        assert!(csrf_ok(&person, Some(&csrf), Some("http://127.0.0.1:8750"), host));
+        assert!(csrf_ok(
+            &person,
+            Some(&csrf),
+            Some("http://127.0.0.1:8750"),
+            host
+        ));
         assert!(csrf_ok(&person, Some(&csrf), None, host));
         assert!(!csrf_ok(&person, None, None, host));
         assert!(!csrf_ok(&person, Some("0000"), None, host));
-        assert!(!csrf_ok(&person, Some(&csrf), Some("https://evil.example"), host));
+        assert!(!csrf_ok(
+            &person,
+            Some(&csrf),
+            Some("https://evil.example"),
+            host
+        ));
         // A bearer token needs none of it.
         let bearer = auth.login(PEER, &token).unwrap();
         assert!(csrf_ok(&bearer, None, Some("https://evil.example"), host));

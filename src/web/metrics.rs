@@ -108,14 +108,13 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
     let Response::Runs { runs, leases, .. } = front.call(Request::Runs)? else {
         return Ok(String::new());
     };
-    let mut cache = front
-        .metrics
-        .runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut cache = front.metrics.runs.lock().unwrap_or_else(|p| p.into_inner());
     cache.retain(|id, _| runs.iter().any(|r| &r.id == id));
     for run in &runs {
-        if cache.get(&run.id).is_some_and(|f| f.updated_at == run.updated_at) {
+        if cache
+            .get(&run.id)
+            .is_some_and(|f| f.updated_at == run.updated_at)
+        {
             continue;
         }
         if let Response::Run { events, .. } = front.call(Request::Run { id: run.id.clone() })? {
@@ -129,7 +128,13 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
     let mut registry = Registry::with_prefix("lifeboat");
     let by_state = Family::<StateLabel, Gauge>::default();
     for state in [
-        "queued", "running", "paused", "succeeded", "partial", "failed", "aborted",
+        "queued",
+        "running",
+        "paused",
+        "succeeded",
+        "partial",
+        "failed",
+        "aborted",
     ] {
         by_state
             .get_or_create(&StateLabel {
@@ -207,7 +212,11 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
             }
             takes.inc_by(lease.epoch);
         }
-        registry.register("leases_held", "Unfinished runs whose driver holds a live lease", held);
+        registry.register(
+            "leases_held",
+            "Unfinished runs whose driver holds a live lease",
+            held,
+        );
         registry.register(
             "leases_expired",
             "Unfinished runs whose lease expired (orphans, or a driver about to be taken over)",
@@ -231,11 +240,12 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
         front.metrics.refused.clone(),
     );
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &registry)
-        .map_err(|e| crate::control::Error::Refused {
+    prometheus_client::encoding::text::encode(&mut out, &registry).map_err(|e| {
+        crate::control::Error::Refused {
             message: e.to_string(),
             exit_code: 1,
-        })?;
+        }
+    })?;
     Ok(out)
 }
 

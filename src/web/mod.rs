@@ -197,9 +197,8 @@ impl Front {
                 one_at_a_time: Mutex::new(()),
             },
             Location::Postgres { .. } => {
-                let journal = Arc::new(
-                    Journal::open_at(&location).map_err(|e| Error::Control(e.into()))?,
-                );
+                let journal =
+                    Arc::new(Journal::open_at(&location).map_err(|e| Error::Control(e.into()))?);
                 Reach::Shared(Service::new(journal, Arc::default(), clock.clone()))
             }
         };
@@ -249,7 +248,8 @@ pub fn router(front: Arc<Front>) -> axum::Router {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
     for Peer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
@@ -257,7 +257,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, toki
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
     for Peer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
@@ -290,7 +291,11 @@ mod tests {
 
     #[test]
     fn settings_name_what_is_wrong() {
-        let err = |text: &str| Settings::parse(text, "config.toml").unwrap_err().to_string();
+        let err = |text: &str| {
+            Settings::parse(text, "config.toml")
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             err("[[web.token]]\nname = \"ann\"\nrole = \"boss\"\nsha256 = \"00\"\n"),
             "config.toml: [[web.token]] \"ann\": role \"boss\" is not viewer, operator or admin"

@@ -72,7 +72,7 @@ async function api(path, options) {
 
 function main(...children) {
   const m = document.getElementById("main");
-  m.replaceChildren(...children);
+  m.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
   return m;
 }
 
@@ -179,11 +179,11 @@ function confirmAction(title, text, action) {
   reason.focus();
 }
 
+// What an action did, above the (re-rendered) page until the next view.
 function flash(message) {
-  const old = document.getElementById("flash");
-  if (old) old.remove();
-  const f = el("p", { class: "card", id: "flash", role: "status", text: message });
-  document.getElementById("main").prepend(f);
+  const f = document.getElementById("flash");
+  f.textContent = message || "";
+  f.hidden = !message;
 }
 
 function gateCard(page, g) {
@@ -225,13 +225,13 @@ function timeline(page) {
       el("div", { class: "lane-name", text: lane ? `lane ${lane}` : "main lane" }));
     for (const s of items) {
       const mark = { succeeded: "✓", failed: "✗", running: "…", "retry-wait": "↻", "in-doubt": "?" }[s.state]
-        || (s.kind === "gate" ? "⏸" : "·");
+        || (s.kind === "gate" ? "‖" : "·");
       const meta = [s.attempts > 1 ? `${s.attempts} attempts` : "",
         s.duration_ms !== undefined ? duration(s.duration_ms) : ""].filter(Boolean).join(", ");
       const bar = el("div", { class: "bar" });
       if (s.started_at) {
         const end = s.finished_at || now;
-        const i = el("i");
+        const i = el("span", { class: "fill" });
         i.style.left = `${(100 * (s.started_at - t0)) / span}%`;
         i.style.width = `${Math.max(0.5, (100 * (end - s.started_at)) / span)}%`;
         bar.append(i);
@@ -317,6 +317,7 @@ function showRun(id) {
 // ----- routing -----
 
 async function route() {
+  flash("");
   if (!state.me) {
     try {
       state.me = await api("/api/me");

@@ -1,0 +1,297 @@
+//! The war room (`lifeboat serve`): in headless Chromium next to a running recovery, through
+//! its API, its metrics read by Prometheus's own parser, and its refusals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use crate::support::{read_run_id, Counter, Env};
+
+/// A person's token, and the config lines that let it in.
+fn token(env: &Env, name: &str, role: &str) -> (String, String) {
+    let out = env.run(&["token", name, "--role", role]);
+    out.expect_code(0);
+    let token = out.stdout.trim().to_string();
+    assert!(token.starts_with("lbt_"), "{}", out.stdout);
+    let lines = out
+        .stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("[[web.token]]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !lines.contains(&token),
+        "the config lines hold only the hash"
+    );
+    (token, lines + "\n")
+}
+
+/// A served war room: its URL, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &Env, extra: &[&str]) -> Served {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = env.spawn(&args);
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("lifeboat serve: ")
+        .unwrap_or_else(|| panic!("serve said {line:?}"))
+        .to_string();
+    Served { child, url }
+}
+
+const RUNBOOK: &str = r#"
+runbook(#{
+    name: "war-room",
+    rto: "30m",
+    params: #{
+        region: #{ type: "string", help: "where to" },
+        api_token: #{ type: "string", help: "a secret" },
+    },
+});
+step("list filers", || ["f1", "f2"]);
+step(`<img src=x onerror="window.__pwned=1">`, || { log(`<script>window.__pwned=2</script>`); 1 });
+step("copy datastore", || { test_effect("copy"); "copied" });
+approve("go", "Move the IPs? <b>two people</b>", #{ approvers: 2 });
+step("move ips", || "moved")
+"#;
+
+#[test]
+fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() {
+    let counter = Counter::start();
+    let base = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let mut config = String::new();
+    let mut tokens = serde_json::Map::new();
+    for (name, role) in [
+        ("alice", "operator"),
+        ("bob", "admin"),
+        ("victor", "viewer"),
+    ] {
+        let (t, lines) = token(&base, name, role);
+        config.push_str(&lines);
+        tokens.insert(name.into(), t.into());
+    }
+    let config_path = base.dir.path().join("config.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let rb = env.runbook("war-room.rhai", RUNBOOK);
+
+    counter.hold("copy");
+    let mut run = env.spawn(&[
+        "run",
+        &rb,
+        "-p",
+        "region=<i>rbx</i>",
+        "-p",
+        "api_token=s3cret",
+    ]);
+    let id = read_run_id(&mut run);
+    env.wait_for("the copy step", || counter.count("copy") > 0);
+    let served = serve(&env, &[]);
+
+    let shots = std::env::var("LIFEBOAT_WEB_SHOTS").unwrap_or_default();
+    let script = env.dir.path().join("war_room.js");
+    std::fs::write(&script, include_str!("web/war_room.js")).unwrap();
+    let mut node = crate::support::node()
+        .arg(&script)
+        .env("WAR_ROOM_URL", &served.url)
+        .env("WAR_ROOM_RUN", &id)
+        .env(
+            "WAR_ROOM_TOKENS",
+            serde_json::Value::Object(tokens).to_string(),
+        )
+        .env("WAR_ROOM_SHOTS", &shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut last = String::new();
+    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(name) = line.strip_prefix("release ") {
+            counter.release(name);
+        }
+        last = line;
+    }
+    let status = node.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "the browser script failed:\n{err}");
+    let got: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let expected = serde_json::json!({
+        "wrong_token": "unknown token",
+        "no_reload": true,
+        "gate_message": "Move the IPs? <b>two people</b>",
+        "injected_elements": 0,
+        "pwned": null,
+        "injected_step_shown": ["<img src=x onerror=\"window.__pwned=1\">"],
+        "params": ["api_token••••••", "region<i>rbx</i>"],
+        "secret_in_page": false,
+        "log_has_script_text": true,
+        "viewer_buttons": 0,
+        "viewer_api": [403, "victor is a viewer: this needs an operator"],
+        "cross_site": [403, 403],
+        "first_approval": format!("approved gate \"go\" of run {id}: 1 of 2 approvals (alice); it waits for 1 more from someone else"),
+        "second_by_alice": format!("alice has already approved gate \"go\" of run {id}; it needs 2 approvals from different people (1 so far: alice): someone else must approve"),
+        "phone_overflow": false,
+        "alice_sees": "succeeded",
+        "alice_same_page": true,
+        "list_state": "succeeded",
+    });
+    assert_eq!(got, expected);
+
+    let out = crate::support::finish(run);
+    out.expect_code(0);
+    // Who approved, and why, is in the journal.
+    let log = env.run(&["log", &id]);
+    let approvals: Vec<&str> = log
+        .stdout
+        .lines()
+        .filter(|l| l.contains("approved by"))
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    assert_eq!(
+        approvals,
+        [
+            "gate \"go\" approved by alice: copy verified on the PCC",
+            "gate \"go\" approved by bob: second pair of eyes",
+        ]
+    );
+    assert_eq!(counter.count("copy"), 1);
+}
+
+#[test]
+fn metrics_read_by_prometheus_parser_and_the_api_refuses_what_it_should() {
+    let base = Env::new();
+    let (alice, lines) = token(&base, "alice", "operator");
+    let config_path = base.dir.path().join("config.toml");
+    std::fs::write(&config_path, lines).unwrap();
+    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let done = env.runbook(
+        "done.rhai",
+        "runbook(#{ name: \"done\" });\nstep(\"a\", || 1);\nstep(\"b\", || 2);\n",
+    );
+    env.run(&["run", &done]).expect_code(0);
+    let gated = env.runbook(
+        "gated.rhai",
+        "runbook(#{ name: \"gated\" });\napprove(\"go\", \"ok?\", #{ approvers: 2 });\n",
+    );
+    let paused = env.run(&["run", &gated, "--no-wait"]);
+    paused.expect_code(3);
+    let served = serve(&env, &[]);
+
+    let script = r#"
+import json, sys, urllib.request, urllib.error
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+url, token = sys.argv[1], sys.argv[2]
+def get(path, auth=True, method="GET", body=None, headers=None):
+    req = urllib.request.Request(url + path, method=method, data=body, headers=headers or {})
+    if auth:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+status, kind, text = get("metrics")
+out = {"status": status, "type": kind}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        if s.name == "lifeboat_runs" and s.value:
+            out["runs_" + s.labels["state"]] = int(s.value)
+        if s.name == "lifeboat_step_duration_seconds_count":
+            out["steps"] = int(s.value)
+        if s.name == "lifeboat_gates_waiting":
+            out["gates_waiting"] = int(s.value)
+        if s.name == "lifeboat_gate_waiting_seconds":
+            out["gate_waiting"] = s.labels["gate"]
+out["unauthenticated"] = get("metrics", auth=False)[0]
+spec = json.loads(get("openapi.json", auth=False)[2])
+out["paths"] = sorted(spec["paths"])
+out["bad_reason"] = get("api/runs/" + sys.argv[3] + "/gates/go/approve", method="POST",
+    body=b'{"reason": "  "}', headers={"Content-Type": "application/json"})[0::2]
+out["unknown_run"] = get("api/runs/20990101-000000-0000")[0]
+print(json.dumps(out, sort_keys=True))
+"#;
+    let run_id = paused
+        .stderr
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split(':').next())
+        .unwrap()
+        .to_string();
+    let out = crate::support::python()
+        .args(["-c", script, &served.url, &alice, &run_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "status": 200,
+            "type": "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "runs_succeeded": 1,
+            "runs_paused": 1,
+            "steps": 2,
+            "gates_waiting": 1,
+            "gate_waiting": "go",
+            "unauthenticated": 401,
+            "paths": [
+                "/api/live", "/api/login", "/api/logout", "/api/me", "/api/runs",
+                "/api/runs/{id}", "/api/runs/{id}/abort", "/api/runs/{id}/export",
+                "/api/runs/{id}/gates/{gate}/approve", "/api/runs/{id}/live",
+                "/api/runs/{id}/report", "/api/runs/{id}/steps/{step}/decide"
+            ],
+            "bad_reason": [400, "{\"error\":\"reason: say why (it is journaled with your name)\"}"],
+            "unknown_run": 404,
+        })
+    );
+}
+
+#[test]
+fn serve_needs_tokens_and_says_how_to_make_one() {
+    let env = Env::new();
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let env = env.var("LIFEBOAT_CONFIG", crate::support::path_str(&config));
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!("error: lifeboat serve: nobody could sign in: {} has no [[web.token]]. Make one with `lifeboat token NAME --role operator` and add the lines it prints\n", config.display())
+    );
+    std::fs::write(
+        &config,
+        "[[web.token]]\nname = \"ann\"\nrole = \"root\"\nsha256 = \"00\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["serve"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: {}: [[web.token]] \"ann\": role \"root\" is not viewer, operator or admin\n",
+            config.display()
+        )
+    );
+}
