@@ -674,3 +674,99 @@ fn waiting_and_working_never_add_up_to_more_than_the_run() {
     );
     assert!(waiting + working <= duration, "{r}");
 }
+
+/// `approvers: 2`: two different people, each journaled with why; one person twice counts
+/// once. A live run goes on at the second approval; a paused one once resumed.
+#[test]
+fn a_two_person_gate_opens_only_for_two_different_people() {
+    let env = Env::new();
+    let rb = env.runbook(
+        "two.rhai",
+        "step(\"relink\", || 1);\napprove(\"move-ips\", \"check the relink\", #{ approvers: 2 });\nstep(\"move\", || 2)\n",
+    );
+    let paused = env.run(&["run", &rb, "--no-wait"]);
+    paused.expect_code(3);
+    let run = paused.stdout.lines().next().unwrap().to_string();
+    let as_user = |user: &str, args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env("USER", user);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let host = hostname();
+    let first = as_user(
+        "ann",
+        &["approve", &run, "move-ips", "--reason", "relink verified"],
+    );
+    assert_eq!(
+        first,
+        (
+            0,
+            format!("approved gate \"move-ips\" of run {run}: 1 of 2 approvals (ann@{host}); it waits for 1 more from someone else\n"),
+            String::new()
+        )
+    );
+    let again = as_user("ann", &["approve", &run, "move-ips"]);
+    assert_eq!(
+        again,
+        (
+            2,
+            String::new(),
+            format!("error: ann@{host} has already approved gate \"move-ips\" of run {run}; it needs 2 approvals from different people (1 so far: ann@{host}): someone else must approve\n")
+        )
+    );
+    // Still waiting: resume pauses at the same gate.
+    env.run(&["resume", &run, "--no-wait"]).expect_code(3);
+    let status = env.status(&run);
+    assert_eq!(
+        status["steps"][1]["state"],
+        format!("waiting: 1 of 2 approvals (ann@{host})")
+    );
+    let second = as_user("ben", &["approve", &run, "move-ips"]);
+    assert_eq!(second.0, 0, "{second:?}");
+    assert_eq!(
+        second.1,
+        format!(
+            "approved gate \"move-ips\" of run {run}; continue it with `lifeboat resume {run}`\n"
+        )
+    );
+    env.run(&["resume", &run]).expect_code(0);
+    let log = env.run(&["log", &run]);
+    let lines: Vec<&str> = log
+        .stdout
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .filter(|l| l.starts_with("gate"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "gate \"move-ips\" opened (2 different people must approve): check the relink",
+            &format!("gate \"move-ips\" approved by ann@{host}: relink verified"),
+            &format!("gate \"move-ips\" approved by ben@{host}"),
+        ]
+    );
+
+    // A number of people that makes no sense is refused where it is written.
+    let bad = env.runbook("bad.rhai", "approve(\"go\", \"?\", #{ approvers: 0 });\n");
+    let out = env.run(&["run", &bad]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "{bad}:1:1: approve option approvers: expected a whole number of people from 1 to 20, got 0"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}

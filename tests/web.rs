@@ -295,3 +295,68 @@ fn serve_needs_tokens_and_says_how_to_make_one() {
         )
     );
 }
+
+/// `--tls-cert/--tls-key`: HTTPS with the certificate given, and sessions whose cookie is
+/// `Secure`; plain HTTP on that port gets no answer.
+#[test]
+fn the_war_room_serves_https_with_a_secure_session_cookie() {
+    let base = Env::new();
+    let (alice, lines) = token(&base, "alice", "operator");
+    let dir = base.dir.path().to_path_buf();
+    std::fs::write(dir.join("config.toml"), lines).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let env = base.var(
+        "LIFEBOAT_CONFIG",
+        crate::support::path_str(&dir.join("config.toml")),
+    );
+    let cert_path = crate::support::path_str(&dir.join("cert.pem"));
+    let key_path = crate::support::path_str(&dir.join("key.pem"));
+    let served = serve(&env, &["--tls-cert", &cert_path, "--tls-key", &key_path]);
+    assert!(
+        served.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        served.url
+    );
+
+    let script = r#"
+import json, ssl, sys, urllib.request
+url, token, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+req = urllib.request.Request(url + "api/login", method="POST",
+    data=json.dumps({"token": token}).encode(), headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, context=context) as r:
+    cookie = r.headers["Set-Cookie"]
+    me = json.load(r)
+attrs = sorted(a.strip().split("=")[0] for a in cookie.split(";")[1:])
+plain = url.replace("https://", "http://")
+try:
+    urllib.request.urlopen(plain + "api/me", timeout=5)
+    answered = True
+except Exception:
+    answered = False
+print(json.dumps({"name": me["name"], "role": me["role"], "cookie": attrs, "plain_answered": answered}))
+"#;
+    let out = crate::support::python()
+        .args(["-c", script, &served.url, &alice, &cert_path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "name": "alice",
+            "role": "operator",
+            "cookie": ["HttpOnly", "Max-Age", "Path", "SameSite", "Secure"],
+            "plain_answered": false,
+        })
+    );
+}

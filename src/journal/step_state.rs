@@ -302,7 +302,7 @@ impl Gates {
         self.is_open(gate).then(|| self.votes(gate).join(", "))
     }
 
-    /// Opens `gate` at once, whoever approved it (plans do not stop at gates).
+    /// Opens `gate` at once, whoever approved it (plans and gates approved in advance).
     pub fn force_open(&mut self, gate: &str, by: &str) {
         self.vote(gate, by);
         self.needed.insert(gate.to_string(), 1);

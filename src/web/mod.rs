@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 mod metrics;
 mod page;
+mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
