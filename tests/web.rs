@@ -360,3 +360,169 @@ print(json.dumps({"name": me["name"], "role": me["role"], "cookie": attrs, "plai
         })
     );
 }
+
+/// With `[web] url`, each recipient of a gate email gets a link of their own; it opens the
+/// gate on the page, approves it once as that person, and is spent after.
+#[test]
+fn gate_emails_carry_personal_links_that_approve_once() {
+    let mail = crate::support::mail::MailServer::start();
+    let base = mail
+        .env()
+        .into_iter()
+        .fold(Env::new().var("HOME", "/nonexistent"), |env, (k, v)| {
+            env.var(&k, v)
+        })
+        .var("LIFEBOAT_NOTIFY_TO", "ops@example.com, cio@example.com")
+        .var("LIFEBOAT_NOTIFY_ON", "approval");
+    let (_, lines) = token(&base, "alice", "operator");
+    let config_path = base.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!("[web]\nurl = \"https://war.example.net/\"\nlink_lifetime = \"2h\"\n\n{lines}"),
+    )
+    .unwrap();
+    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let rb = env.runbook(
+        "gate.rhai",
+        "step(\"relink\", || 1);\napprove(\"move-ips\", \"Datastores are back. Move the IPs?\");\nstep(\"move\", || 2)\n",
+    );
+    let paused = env.run(&["run", &rb, "--no-wait"]);
+    paused.expect_code(3);
+    let run = paused.stdout.lines().next().unwrap().to_string();
+
+    // One email each, to that person only, with a link of their own.
+    let mut links = std::collections::BTreeMap::new();
+    for m in mail.delivered() {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(m.as_bytes())
+            .unwrap();
+        let to: Vec<String> = parsed
+            .to()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.address().map(str::to_string))
+            .collect();
+        let body = parsed.body_text(0).unwrap().into_owned();
+        assert!(
+            body.contains(&format!("Or open the war room at this link, which is yours alone ({}): it lets you approve gate move-ips or abort the run, once, for the next 2h 00m:", to[0])),
+            "{body}"
+        );
+        let link = body
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("https://war.example.net/#/link/"))
+            .unwrap()
+            .to_string();
+        assert_eq!(to.len(), 1, "{to:?}");
+        links.insert(to[0].clone(), link);
+    }
+    assert_eq!(
+        links.keys().collect::<Vec<_>>(),
+        ["cio@example.com", "ops@example.com"]
+    );
+    let ticket = |who: &str| links[who].rsplit_once("/#/link/").unwrap().1.to_string();
+
+    let served = serve(&env, &[]);
+    // ops approves on the page the link opens, without signing in.
+    let script = r##"
+const { chromium } = require("playwright-core");
+(async () => {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+  const page = await browser.newPage();
+  const out = {};
+  await page.goto(process.argv[2] + "#/link/" + process.argv[3]);
+  await page.waitForSelector('[data-gate="move-ips"]');
+  out.before = await page.textContent("#link-state");
+  await page.click('[data-gate="move-ips"] .approve');
+  await page.fill("#reason", "on my phone");
+  await page.click("#confirm-ok");
+  await page.waitForSelector("#flash:not([hidden])");
+  out.flash = await page.textContent("#flash");
+  await page.waitForFunction(() => document.querySelector("#link-state").textContent.startsWith("You used"));
+  out.after = await page.textContent("#link-state");
+  out.buttons = await page.locator('[data-gate="move-ips"] button').count();
+  await page.goto(process.argv[2] + "#/link/" + process.argv[3].slice(0, -2) + "xx");
+  await page.waitForSelector("#link-error");
+  out.forged = await page.textContent("#link-error");
+  await browser.close();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
+    let path = env.dir.path().join("link.js");
+    std::fs::write(&path, script).unwrap();
+    let out = crate::support::node()
+        .arg(&path)
+        .arg(&served.url)
+        .arg(ticket("ops@example.com"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "before": "1 person must approve.",
+            "flash": format!("approved gate \"move-ips\" of run {run}; continue it with `lifeboat resume {run}`"),
+            "after": "You used this link already. 1 of 1 approvals: ops@example.com (emailed link).",
+            "buttons": 0,
+            "forged": "this approval link is not valid (altered, or made with another key)",
+        })
+    );
+
+    // The spent link, and the other one now that the gate is open, do nothing more.
+    let post = r#"
+import json, sys, urllib.request, urllib.error
+url = sys.argv[1]
+def post(what, ticket):
+    req = urllib.request.Request(url + "api/link/" + what, method="POST",
+        data=json.dumps({"ticket": ticket, "reason": "again"}).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return [r.status, json.load(r)["message"]]
+    except urllib.error.HTTPError as e:
+        return [e.code, json.load(e)["error"]]
+print(json.dumps([post("approve", sys.argv[2]), post("abort", sys.argv[2]), post("approve", sys.argv[3])]))
+"#;
+    let out = crate::support::python()
+        .args([
+            "-c",
+            post,
+            &served.url,
+            &ticket("ops@example.com"),
+            &ticket("cio@example.com"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let used = format!("this link was used already (ops@example.com acted on run {run} at gate \"move-ips\"); it works once");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([
+            [409, used],
+            [409, used],
+            [
+                409,
+                format!("run {run} is not waiting at gate \"move-ips\" (open gates: none)")
+            ],
+        ])
+    );
+    env.run(&["resume", &run]).expect_code(0);
+    let log = env.run(&["log", &run]);
+    assert!(
+        log.stdout.contains(
+            "gate \"move-ips\" approved by ops@example.com (emailed link): on my phone\n"
+        ),
+        "{}",
+        log.stdout
+    );
+}

@@ -26,6 +26,7 @@ struct Daemon {
     limits: Limits,
     runtime: tokio::runtime::Runtime,
     mail: MailConfig,
+    links: Option<crate::mail::Linking>,
     /// Runbook path -> the run a schedule started and that is still going.
     running: Mutex<HashMap<String, RunId>>,
 }
@@ -42,6 +43,7 @@ pub fn run(
     let mail = MailConfig::load(config, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .map_err(|e| Error::Usage(e.to_string()))?;
     let journal = Access::open_for_run(db)?;
+    let links = super::gate_links(config_file, db, &clock)?;
     let daemon = Arc::new(Daemon {
         live: Arc::default(),
         journal,
@@ -49,6 +51,7 @@ pub fn run(
         limits,
         runtime: super::new_runtime()?,
         mail,
+        links,
         running: Mutex::new(HashMap::new()),
     });
     let service = Arc::new(Service::new(
@@ -202,6 +205,7 @@ impl Daemon {
             Arc::new(super::output::Progress::new()),
             self.mail.clone(),
             self.runtime.handle().clone(),
+            self.links.clone(),
         );
         Ok(Engine::new(
             self.journal.clone(),

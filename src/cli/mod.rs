@@ -997,6 +997,7 @@ fn open_engine_with(
         Arc::new(output::Progress::new()),
         mail.clone(),
         runtime.handle().clone(),
+        gate_links(config_file, db, &clock)?,
     );
     let engine = Engine::new(journal.clone(), clock.clone(), observer, limits)
         .with_ovh(OvhAccess {
@@ -1081,6 +1082,21 @@ fn done(reply: Response) -> Result<u8, Error> {
 
 fn unexpected(reply: Response) -> Error {
     Error::Usage(format!("unexpected answer from the control API: {reply:?}"))
+}
+
+/// The war room's approval links for gate emails, when `[web] url` is configured.
+fn gate_links(
+    config_file: Option<&std::path::Path>,
+    db: &Location,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<crate::mail::Linking>, Error> {
+    let (settings, _) = crate::web::Settings::load(config_file)?;
+    Ok(settings.links(db.dir())?.map(|l| {
+        (
+            Arc::new(l) as Arc<dyn crate::mail::GateLinks>,
+            clock.clone(),
+        )
+    }))
 }
 
 /// Who is acting, for the journal: `user@host` (the login name and this machine's name).

@@ -26,29 +26,13 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
 }
 
-fn settings(config_file: Option<&Path>) -> Result<(Settings, String), Error> {
-    let default = crate::mail::default_config_path();
-    let Some(path) = config_file.or(default.as_deref()) else {
-        return Ok((Settings::default(), "the config file".into()));
-    };
-    let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok((Settings::parse(&text, &shown)?, shown)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Settings::default(), shown)),
-        Err(source) => Err(Error::File {
-            path: shown,
-            source,
-        }),
-    }
-}
-
 pub fn serve(
     args: ServeArgs,
     db: &Location,
     config_file: Option<&Path>,
     clock: Arc<dyn Clock>,
 ) -> Result<u8, Error> {
-    let (settings, config) = settings(config_file)?;
+    let (settings, config) = Settings::load(config_file)?;
     if settings.tokens.is_empty() {
         return Err(Error::Usage(format!(
             "lifeboat serve: nobody could sign in: {config} has no [[web.token]]. Make one with `lifeboat token NAME --role operator` and add the lines it prints"

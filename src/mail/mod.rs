@@ -20,6 +20,20 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+/// Personal approval links for gate notifications (the war room makes them: `web::link`).
+pub trait GateLinks: Send + Sync {
+    /// The link with which `to` may decide gate `gate` of `run`, made at `now_ms`.
+    fn link(&self, run: &crate::journal::RunId, gate: &str, to: &str, now_ms: u64) -> String;
+    /// How long a link works.
+    fn lifetime(&self) -> std::time::Duration;
+}
+
+/// The links a notifier puts in gate emails, and the clock their expiry counts from.
+pub type Linking = (
+    std::sync::Arc<dyn GateLinks>,
+    std::sync::Arc<dyn crate::clock::Clock>,
+);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("mail configuration {path}: {message}")]

@@ -10,12 +10,14 @@ use crate::engine::{Observer, Outcome, Progress};
 use crate::journal::{PauseReason, RunId};
 
 use super::notify::{send, Outgoing};
-use super::{MailConfig, NotifyOn};
+use super::{Linking, MailConfig, NotifyOn};
 
 pub struct Notifier {
     inner: Arc<dyn Observer>,
     config: MailConfig,
     runtime: tokio::runtime::Handle,
+    /// With the war room's links: each recipient of a gate email gets one of their own.
+    links: Option<Linking>,
 }
 
 impl Notifier {
@@ -24,6 +26,7 @@ impl Notifier {
         inner: Arc<dyn Observer>,
         config: MailConfig,
         runtime: tokio::runtime::Handle,
+        links: Option<Linking>,
     ) -> Arc<dyn Observer> {
         if config.smtp.is_none() || config.notify.to.is_empty() || config.notify.on.is_empty() {
             return inner;
@@ -32,18 +35,39 @@ impl Notifier {
             inner,
             config,
             runtime,
+            links,
         })
     }
 
     fn send(&self, on: NotifyOn, subject: String, body: String) {
-        if !self.config.notify.on.contains(&on) {
+        if self.config.notify.on.contains(&on) {
+            self.send_to(self.config.notify.to.clone(), subject, body);
+        }
+    }
+
+    /// A gate email: with the war room's links, one message per recipient, each with the link
+    /// that is theirs; else one message to all.
+    fn send_gate(&self, run: &RunId, gate: &str, subject: String, body: String) {
+        if !self.config.notify.on.contains(&NotifyOn::Approval) {
             return;
         }
+        let Some((links, clock)) = &self.links else {
+            return self.send_to(self.config.notify.to.clone(), subject, body);
+        };
+        let lifetime = crate::clock::format_duration(links.lifetime().as_millis() as u64);
+        for to in &self.config.notify.to {
+            let link = links.link(run, gate, to, clock.now());
+            let body = format!("{body}\nOr open the war room at this link, which is yours alone ({to}): it lets you approve gate {gate} or abort the run, once, for the next {lifetime}:\n\n    {link}\n");
+            self.send_to(vec![to.clone()], subject.clone(), body);
+        }
+    }
+
+    fn send_to(&self, to: Vec<String>, subject: String, body: String) {
         let Some(smtp) = &self.config.smtp else {
             return;
         };
         let msg = Outgoing {
-            to: self.config.notify.to.clone(),
+            to,
             subject,
             body,
             message_id: None,
@@ -64,8 +88,9 @@ impl Notifier {
 impl Observer for Notifier {
     fn progress(&self, run: &RunId, p: Progress<'_>) {
         match &p {
-            Progress::WaitingApproval { gate, message } => self.send(
-                NotifyOn::Approval,
+            Progress::WaitingApproval { gate, message } => self.send_gate(
+                run,
+                gate,
                 format!("[lifeboat] run {run} waits for approval at gate {gate}"),
                 format!("{message}\n\nTo approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n"),
             ),
@@ -74,8 +99,9 @@ impl Observer for Notifier {
                 format!("[lifeboat] run {run}: step {name:?} failed"),
                 format!("Step {name:?} failed after {attempts} attempt(s):\n\n{error}\n\nJournal: lifeboat log {run}\n"),
             ),
-            Progress::Finished { outcome: Some(Outcome::Paused(PauseReason::Approval { gate })) } => self.send(
-                NotifyOn::Approval,
+            Progress::Finished { outcome: Some(Outcome::Paused(PauseReason::Approval { gate })) } => self.send_gate(
+                run,
+                gate,
                 format!("[lifeboat] run {run} waits for approval at gate {gate}"),
                 format!("The run stopped at gate {gate} (--no-wait).\n\nTo approve, then continue it:\n\n    lifeboat approve {run} {gate}\n    lifeboat resume {run}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n"),
             ),

@@ -26,8 +26,17 @@ use crate::journal::{Decision, RunId};
         title = "lifeboat war room",
         description = "Runs, gates and reports of a lifeboat journal store. Authenticate with `Authorization: Bearer TOKEN` (a `[[web.token]]` of the config file), or sign in at /api/login for a session cookie; requests that change something with a cookie also need the `X-Lifeboat-CSRF` header from /api/me."
     ),
-    paths(login, logout, me, approve, abort, decide),
-    components(schemas(Me, LoginBody, ReasonBody, DecideBody, Done, ApiErrorBody, Role))
+    paths(login, logout, me, approve, abort, decide, link_approve, link_abort),
+    components(schemas(
+        Me,
+        LoginBody,
+        ReasonBody,
+        DecideBody,
+        LinkBody,
+        Done,
+        ApiErrorBody,
+        Role
+    ))
 )]
 pub struct ApiDoc;
 
@@ -46,6 +55,9 @@ pub fn routes() -> Router<Arc<Front>> {
         .route("/api/runs/{id}/gates/{gate}/approve", post(approve))
         .route("/api/runs/{id}/abort", post(abort))
         .route("/api/runs/{id}/steps/{step}/decide", post(decide))
+        .route("/api/link", get(views::link))
+        .route("/api/link/approve", post(link_approve))
+        .route("/api/link/abort", post(link_abort))
 }
 
 /// The whole API's description: these requests and the reading ones of [`views`].
@@ -440,6 +452,85 @@ async fn decide(
         decision,
         by: p.name,
         reason: reason_of(&body.reason)?,
+    };
+    act(&front, request).await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LinkBody {
+    /// The ticket of the emailed link.
+    pub ticket: String,
+    pub reason: String,
+}
+
+/// The ticket's recipient, if the ticket holds and is not spent; a request from another site
+/// is refused as for sessions.
+async fn link_actor(
+    front: &Arc<Front>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    ticket: &str,
+) -> ApiResult<super::link::Ticket> {
+    if let (Some(origin), Some(host)) = (
+        header_str(headers, header::ORIGIN),
+        header_str(headers, header::HOST),
+    ) {
+        if origin.split_once("://").map(|(_, h)| h) != Some(host) {
+            front.metrics.refused();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "refused: use the link from the war room's own page",
+            ));
+        }
+    }
+    let (ticket, _, events) = views::ticket_run(front, peer.ip(), ticket).await?;
+    if ticket.spent(&events) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "this link was used already ({} acted on run {} at gate {:?}); it works once",
+                ticket.to, ticket.run, ticket.gate
+            ),
+        ));
+    }
+    Ok(ticket)
+}
+
+/// Approves the gate of an emailed link, as its recipient (`ADDRESS (emailed link)`).
+#[utoipa::path(post, path = "/api/link/approve", request_body = LinkBody,
+    responses((status = 200, body = Done), (status = 401, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+async fn link_approve(
+    State(front): State<Arc<Front>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Json(body): Json<LinkBody>,
+) -> ApiResult<Json<Done>> {
+    let reason = reason_of(&body.reason)?;
+    let ticket = link_actor(&front, &headers, peer, &body.ticket).await?;
+    let request = Request::Approve {
+        id: run_id(&ticket.run)?,
+        by: ticket.identity(),
+        gate: ticket.gate,
+        reason: Some(reason),
+    };
+    act(&front, request).await
+}
+
+/// Aborts the run of an emailed link, as its recipient.
+#[utoipa::path(post, path = "/api/link/abort", request_body = LinkBody,
+    responses((status = 200, body = Done), (status = 401, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+async fn link_abort(
+    State(front): State<Arc<Front>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Json(body): Json<LinkBody>,
+) -> ApiResult<Json<Done>> {
+    let reason = reason_of(&body.reason)?;
+    let ticket = link_actor(&front, &headers, peer, &body.ticket).await?;
+    let request = Request::Abort {
+        id: run_id(&ticket.run)?,
+        by: ticket.identity(),
+        reason: Some(reason),
     };
     act(&front, request).await
 }

@@ -117,10 +117,42 @@ struct Session {
     nonce: String,
 }
 
+/// Signs and checks what the war room hands out (session cookies, emailed links) with its key.
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl Signer {
+    pub fn new(key: Vec<u8>) -> Signer {
+        Signer { key }
+    }
+
+    fn mac(&self, what: &[u8]) -> Vec<u8> {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(what);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// `payload.signature`, both URL-safe base64.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}", b64.encode(payload), b64.encode(self.mac(payload)))
+    }
+
+    /// The payload of something [`Signer::sign`] made, if its signature holds.
+    pub fn verify(&self, signed: &str) -> Option<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, signature) = signed.split_once('.')?;
+        let payload = b64.decode(payload).ok()?;
+        let signature = b64.decode(signature).ok()?;
+        same(&self.mac(&payload), &signature).then_some(payload)
+    }
+}
+
 /// The server's authentication state.
 pub struct Auth {
     tokens: Vec<TokenEntry>,
-    key: Vec<u8>,
+    pub(crate) signer: Signer,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
@@ -137,7 +169,7 @@ impl Auth {
     pub fn new(tokens: Vec<TokenEntry>, key: Vec<u8>) -> Auth {
         Auth {
             tokens,
-            key,
+            signer: Signer::new(key),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -146,25 +178,12 @@ impl Auth {
         !self.tokens.is_empty()
     }
 
-    fn mac(&self, what: &[u8]) -> Vec<u8> {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(what);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// Signs `payload` for a cookie or a link: `payload.signature`, both URL-safe base64.
     pub fn sign(&self, payload: &[u8]) -> String {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}", b64.encode(payload), b64.encode(self.mac(payload)))
+        self.signer.sign(payload)
     }
 
-    /// The payload of something [`Auth::sign`] made, if its signature holds.
     pub fn verify(&self, signed: &str) -> Option<Vec<u8>> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let (payload, signature) = signed.split_once('.')?;
-        let payload = b64.decode(payload).ok()?;
-        let signature = b64.decode(signature).ok()?;
-        same(&self.mac(&payload), &signature).then_some(payload)
+        self.signer.verify(signed)
     }
 
     /// Whether `peer` must wait before trying again, and how long (seconds).
@@ -180,7 +199,8 @@ impl Auth {
         Ok(())
     }
 
-    fn failed(&self, peer: IpAddr) {
+    /// Counts a failed attempt from `peer` (a wrong token, a forged link).
+    pub fn failed(&self, peer: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.entry(peer).or_default().push(Instant::now());
     }
@@ -240,7 +260,7 @@ impl Auth {
 
     /// The CSRF token of a session: derived from its cookie, so nothing is kept per session.
     fn csrf(&self, cookie: &str) -> String {
-        hex(&self.mac(format!("csrf:{cookie}").as_bytes())[..16])
+        hex(&self.signer.mac(format!("csrf:{cookie}").as_bytes())[..16])
     }
 
     /// Authenticates a request from its headers: a bearer token, else the session cookie.

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod link;
 mod metrics;
 mod page;
 mod views;
@@ -62,9 +63,45 @@ impl Error {
 pub struct Settings {
     /// Who may sign in: `[[web.token]]` entries.
     pub tokens: Vec<TokenEntry>,
+    /// The address people open the war room at (`url = "https://war.example.net"`): with it,
+    /// gate emails carry personal approval links ([`link`]).
+    pub url: Option<String>,
+    /// How long such a link works (`link_lifetime = "1h"`).
+    pub link_lifetime: Option<std::time::Duration>,
 }
 
 impl Settings {
+    /// Reads `[web]` from the config file (`config_file`, else the default one; none there is
+    /// no settings). Also returns the file's name, for messages.
+    pub fn load(config_file: Option<&Path>) -> Result<(Settings, String), Error> {
+        let default = crate::mail::default_config_path();
+        let Some(path) = config_file.or(default.as_deref()) else {
+            return Ok((Settings::default(), "the config file".into()));
+        };
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((Settings::parse(&text, &shown)?, shown)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Settings::default(), shown)),
+            Err(e) => Err(Error::Config {
+                path: shown,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The approval links gate emails carry, when `url` is set; the key is the war room's
+    /// (`DIR/web.key`, made if missing), so that `serve` on this store accepts them.
+    pub fn links(&self, dir: &Path) -> Result<Option<link::Links>, Error> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        Ok(Some(link::Links::new(
+            key(dir)?,
+            url,
+            self.link_lifetime.unwrap_or(link::DEFAULT_LIFETIME),
+        )))
+    }
+
     /// Reads `[web]` from the config file's text. `path` names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Settings, Error> {
         let bad = |message: String| Error::Config {
@@ -74,6 +111,32 @@ impl Settings {
         let value: toml::Value = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         let Some(web) = value.get("web") else {
             return Ok(Settings::default());
+        };
+        let url = match web.get("url") {
+            None => None,
+            Some(toml::Value::String(u))
+                if u.starts_with("https://") || u.starts_with("http://") =>
+            {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "[web] url: expected the address people open the war room at, like \"https://war.example.net\", got {other}"
+                )))
+            }
+        };
+        let link_lifetime = match web.get("link_lifetime") {
+            None => None,
+            Some(toml::Value::String(d)) => Some(humantime::parse_duration(d).map_err(|e| {
+                bad(format!(
+                    "[web] link_lifetime {d:?}: {e} (like \"1h\" or \"30m\")"
+                ))
+            })?),
+            Some(other) => {
+                return Err(bad(format!(
+                    "[web] link_lifetime: expected a duration like \"1h\", got {other}"
+                )))
+            }
         };
         let mut tokens: Vec<TokenEntry> = Vec::new();
         let entries = match web.get("token") {
@@ -114,7 +177,11 @@ impl Settings {
             }
             tokens.push(TokenEntry { name, role, sha256 });
         }
-        Ok(Settings { tokens })
+        Ok(Settings {
+            tokens,
+            url,
+            link_lifetime,
+        })
     }
 }
 

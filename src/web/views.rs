@@ -24,8 +24,8 @@ use crate::report::{event_lines, EventLine};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_runs, get_run, run_live, runs_live, report, export),
-    components(schemas(RunRow, RunPage, StepRow, GateRow, EventLine))
+    paths(list_runs, get_run, run_live, runs_live, report, export, link),
+    components(schemas(RunRow, RunPage, StepRow, GateRow, EventLine, LinkPage))
 )]
 pub struct ViewsDoc;
 
@@ -481,4 +481,81 @@ pub(super) async fn export(
         )),
         other => Err(unexpected(other)),
     }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LinkQuery {
+    /// The ticket of an emailed approval link (what follows `#/link/`).
+    pub t: String,
+}
+
+/// What an emailed approval link opens: its gate, for its recipient.
+#[derive(Serialize, ToSchema, PartialEq)]
+pub struct LinkPage {
+    pub run: RunRow,
+    pub gate: GateRow,
+    /// The address the link was sent to: who the journal will say acted.
+    pub to: String,
+    /// Epoch ms.
+    pub expires_at: u64,
+    /// Its recipient already used it (approved the gate or aborted the run).
+    pub spent: bool,
+}
+
+/// Reads an emailed link's ticket, and the run it is about (refusals count as failed sign-ins).
+pub(super) async fn ticket_run(
+    front: &Arc<Front>,
+    peer: std::net::IpAddr,
+    signed: &str,
+) -> ApiResult<(super::link::Ticket, RunPage, Vec<EventRecord>)> {
+    front.auth.check_pace(peer)?;
+    let ticket = super::link::read(&front.auth.signer, signed, front.now_ms() / 1000)
+        .inspect_err(|_| {
+            front.auth.failed(peer);
+            front.metrics.failed_login();
+        })
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let id = run_id(&ticket.run)?;
+    match ask(front, Request::Run { id }).await? {
+        Response::Run {
+            run,
+            events,
+            live,
+            lease,
+        } => {
+            let page = page(&run, &events, live.as_ref(), lease.as_ref(), front.now_ms())?;
+            Ok((ticket, page, events))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The gate an emailed approval link opens. The ticket is the credential: no sign-in.
+#[utoipa::path(get, path = "/api/link", params(LinkQuery),
+    responses((status = 200, body = LinkPage), (status = 401, body = ApiErrorBody)))]
+pub(super) async fn link(
+    State(front): State<Arc<Front>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    Query(q): Query<LinkQuery>,
+) -> ApiResult<Json<LinkPage>> {
+    let (ticket, page, events) = ticket_run(&front, peer.ip(), &q.t).await?;
+    let spent = ticket.spent(&events);
+    let gate = page
+        .gates
+        .into_iter()
+        .rev()
+        .find(|g| g.gate == ticket.gate)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("run {} has no gate {:?}", ticket.run, ticket.gate),
+            )
+        })?;
+    Ok(Json(LinkPage {
+        run: page.run,
+        gate,
+        to: ticket.to.clone(),
+        expires_at: ticket.exp * 1000,
+        spent,
+    }))
 }

@@ -314,10 +314,55 @@ function showRun(id) {
   live(`/api/runs/${encodeURIComponent(id)}/live`, "run", renderRun);
 }
 
+// ----- an emailed approval link: the ticket is the credential -----
+
+async function showLink(ticket) {
+  stopLive();
+  let view;
+  try {
+    view = await api(`/api/link?t=${encodeURIComponent(ticket)}`);
+  } catch (err) {
+    main(el("h1", { text: "Approval link" }), el("p", { class: "error", id: "link-error", text: err.message }));
+    return;
+  }
+  const g = view.gate;
+  const r = view.run;
+  document.title = `gate ${g.gate} · lifeboat`;
+  const approvals = g.approved_by.length
+    ? `${g.approved_by.length} of ${g.approvers} approvals: ${g.approved_by.join(", ")}`
+    : `${g.approvers} ${g.approvers === 1 ? "person" : "different people"} must approve`;
+  const act = (what) => (reason) => api(`/api/link/${what}`, { method: "POST", body: { ticket, reason } })
+    .then((done) => { setTimeout(() => showLink(ticket), 0); return done; });
+  const open = g.waiting && !view.spent;
+  main(
+    el("h1", {}, el("span", { class: `badge s-${r.state}`, id: "run-state", text: r.state }), " ",
+      el("span", { text: r.runbook })),
+    el("div", { class: "card facts" },
+      el("div", {}, el("span", { text: "run" }), r.id),
+      el("div", {}, el("span", { text: "clock" }), rtoClock(r, Date.now())),
+      el("div", {}, el("span", { text: "link for" }), view.to),
+      el("div", {}, el("span", { text: "works until" }), when(view.expires_at))),
+    el("div", { class: "card gate", "data-gate": g.gate },
+      el("h3", { text: `Gate ${g.gate}` }),
+      el("p", { class: "message", text: g.message || "(no message)" }),
+      el("p", { class: "quiet", id: "link-state", text: view.spent
+        ? `You used this link already. ${approvals}.`
+        : g.waiting ? `${approvals}.` : `This gate is no longer waiting. ${approvals}.` }),
+      open ? el("div", { class: "buttons" },
+        el("button", { class: "primary approve", text: "Approve", onclick: () => confirmAction(
+          `Approve gate ${g.gate}?`, `As ${view.to}; this link then stops working.`, act("approve")) }),
+        el("button", { class: "danger abort", text: "Abort the run", onclick: () => confirmAction(
+          `Abort run ${r.id}?`, "The run stops for good; its journal stays.", act("abort")) }))
+        : null),
+    el("p", { class: "quiet", text: "To see the whole run, sign in to the war room." }));
+}
+
 // ----- routing -----
 
 async function route() {
   flash("");
+  const link = location.hash.match(/^#\/link\/(.+)$/);
+  if (link) return showLink(decodeURIComponent(link[1]));
   if (!state.me) {
     try {
       state.me = await api("/api/me");
