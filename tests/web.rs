@@ -257,6 +257,7 @@ print(json.dumps(out, sort_keys=True))
             "gate_waiting": "go",
             "unauthenticated": 401,
             "paths": [
+                "/api/link", "/api/link/abort", "/api/link/approve",
                 "/api/live", "/api/login", "/api/logout", "/api/me", "/api/runs",
                 "/api/runs/{id}", "/api/runs/{id}/abort", "/api/runs/{id}/export",
                 "/api/runs/{id}/gates/{gate}/approve", "/api/runs/{id}/live",

@@ -45,6 +45,12 @@ function rtoClock(run, fetchedAt) {
     return el("span", { class: "clock", "data-clock": "", text: `${duration(elapsed)} (no RTO)` });
   }
   const left = run.rto_left_ms - extra;
+  if (FINAL.includes(run.state)) {
+    const rto = duration(run.rto_secs * 1000);
+    return left >= 0
+      ? el("span", { class: "clock left", "data-clock": "", text: `took ${duration(elapsed)}, within its RTO (${rto})` })
+      : el("span", { class: "clock over", "data-clock": "", text: `took ${duration(elapsed)}: RTO (${rto}) missed by ${duration(-left)}` });
+  }
   return left >= 0
     ? el("span", { class: "clock left", "data-clock": "", text: `${duration(left)} left of the RTO` })
     : el("span", { class: "clock over", "data-clock": "", text: `RTO overrun by ${duration(-left)}` });
