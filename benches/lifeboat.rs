@@ -482,7 +482,100 @@ print(time.time() - t0)
         check < 0.05,
     );
 
+    war_room(&mut report, tmp.path(), reps);
     postgres(&mut report, tmp.path(), reps);
+}
+
+/// Section 9: the war room (`lifeboat serve`) over a store of 300 runs, one of them 2,000
+/// steps long: how long its answers take, as curl sees them over loopback.
+fn war_room(report: &mut Report, tmp: &Path, reps: usize) {
+    let store = tmp.join("war");
+    let small = write(tmp, "small.rhai", "for i in 0..20 { step(`s${i}`, || i); }");
+    let big = write(tmp, "big.rhai", "for i in 0..2000 { step(`s${i}`, || i); }");
+    for _ in 0..299 {
+        assert!(lifeboat(&store)
+            .args(["run", &small])
+            .output()
+            .unwrap()
+            .status
+            .success());
+    }
+    let out = lifeboat(&store).args(["run", &big]).output().unwrap();
+    assert!(out.status.success());
+    let big_run = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let token = lifeboat(&store)
+        .args(["token", "bench", "--role", "viewer"])
+        .output()
+        .unwrap();
+    let config = tmp.join("war.toml");
+    let lines = String::from_utf8_lossy(&token.stderr);
+    let lines = &lines[lines.find("[[web.token]]").unwrap()..];
+    std::fs::write(&config, lines).unwrap();
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let mut serve = lifeboat(&store)
+        .env("LIFEBOAT_CONFIG", &config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("lifeboat serve: ")
+        .unwrap()
+        .to_string();
+    let time = |path: &str| -> f64 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("{url}{path}"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (code, secs) = text.split_once(' ').unwrap();
+        assert_eq!(code, "200", "{path}");
+        secs.parse().unwrap()
+    };
+    let first_metrics = time("metrics");
+    let n = 10 * reps;
+    let list = median((0..n).map(|_| time("api/runs")).collect());
+    let page = median(
+        (0..n)
+            .map(|_| time(&format!("api/runs/{big_run}")))
+            .collect(),
+    );
+    let metrics = median((0..n).map(|_| time("metrics")).collect());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    report.line(
+        "9. war room: /api/runs, 300 runs",
+        format!("{:.1} ms", list * 1000.0),
+        "< 100 ms".into(),
+        list < 0.1,
+    );
+    report.line(
+        "9. war room: a 2,000-step run's page",
+        format!("{:.1} ms", page * 1000.0),
+        "< 100 ms".into(),
+        page < 0.1,
+    );
+    report.line(
+        "9. war room: /metrics, first / later",
+        format!("{:.0} / {:.1} ms", first_metrics * 1000.0, metrics * 1000.0),
+        "later < 100 ms".into(),
+        metrics < 0.1,
+    );
 }
 
 /// Section 7: the same durable steps on the PostgreSQL store (the server of

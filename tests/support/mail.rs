@@ -11,12 +11,20 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "alicepw";
 pub const ADDRESS: &str = "alice@example.test";
 
+/// A port nobody listens on, for a server the tests start. Taken below Linux's ephemeral range
+/// (32768 and up), where the kernel hands out the ports of `bind(":0")` (a `lifeboat serve`,
+/// a simulator): a port picked here cannot be taken by one of those before the server binds
+/// it; and one after another in this process, so two tests never pick the same one.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % 12000;
+    loop {
+        let port = 20000 + ((start + NEXT.fetch_add(1, Ordering::SeqCst)) % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn wait_listening(port: u16, what: &str) {
