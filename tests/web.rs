@@ -527,3 +527,159 @@ print(json.dumps([post("approve", sys.argv[2]), post("abort", sys.argv[2]), post
         log.stdout
     );
 }
+
+/// A step in doubt and a failed step, decided on the page by an operator; the runs then go on
+/// when resumed, as the decisions say.
+#[test]
+fn an_operator_decides_a_step_in_doubt_and_a_failed_step_on_the_page() {
+    let counter = Counter::start();
+    let base = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
+    let (alice, lines) = token(&base, "alice", "operator");
+    let config_path = base.dir.path().join("config.toml");
+    std::fs::write(&config_path, lines).unwrap();
+    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+
+    // In doubt: killed while its change was in flight, no check to ask.
+    let doubt = env.runbook(
+        "doubt.rhai",
+        "step(\"before\", || 1);\nstep(\"move\", || { test_effect(\"move\"); sleep(\"30s\"); \"moved\" });\nstep(\"after\", || 2)\n",
+    );
+    let mut child = env.spawn(&["run", &doubt]);
+    let in_doubt = read_run_id(&mut child);
+    env.wait_for("the move", || counter.count("move") > 0);
+    child.kill().unwrap();
+    crate::support::finish(child);
+    env.run(&["resume", &in_doubt]).expect_code(3);
+    // Failed: refused until someone fixes the zone.
+    let refused = env.runbook(
+        "refused.rhai",
+        "step(\"zone\", || { if test_effect_count(\"zone fixed\") == 0 { fail(\"zone refused\") } \"ok\" })\n",
+    );
+    let failed = env.run(&["run", &refused]);
+    failed.expect_code(1);
+    let failed_run = failed.stdout.lines().next().unwrap().to_string();
+
+    let served = serve(&env, &[]);
+    let script = r##"
+const { chromium } = require("playwright-core");
+const [url, token, doubt, failed] = process.argv.slice(2);
+(async () => {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+  const page = await browser.newPage();
+  const out = {};
+  await page.goto(url);
+  await page.fill("#token", token);
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector(`[data-run="${doubt}"]`);
+  for (const [name, run, choice, reason] of [["doubt", doubt, "done", "moved in OVH's manager"], ["failed", failed, "retry", "zone fixed"]]) {
+    await page.goto(`${url}#/run/${run}`);
+    await page.waitForSelector("#decide");
+    out[name + "_why"] = await page.textContent("#decide .message");
+    out[name + "_choices"] = await page.$$eval("#decide button", (bs) => bs.map((b) => b.getAttribute("data-decision")));
+    await page.click(`#decide [data-decision="${choice}"]`);
+    await page.fill("#reason", reason);
+    await page.click("#confirm-ok");
+    await page.waitForSelector("#flash:not([hidden])");
+    out[name + "_flash"] = await page.textContent("#flash");
+    await page.waitForFunction(() => document.querySelectorAll("#decide button").length === 0);
+    out[name + "_after"] = await page.textContent("#decide .message");
+  }
+  await browser.close();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
+    let path = env.dir.path().join("decide.js");
+    std::fs::write(&path, script).unwrap();
+    let out = crate::support::node()
+        .arg(&path)
+        .args([&served.url, &alice, &in_doubt, &failed_run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resume = |run: &str| format!("The run goes on when it is resumed: `lifeboat resume {run}`");
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "doubt_why": "it was in flight when the previous process stopped, and it has no `check` to ask",
+            "doubt_choices": ["done", "not_done", "retry"],
+            "doubt_flash": format!("step \"move\" (position 1) of run {in_doubt}: resolved done by alice: moved in OVH's manager; the run goes on when it is resumed: `lifeboat resume {in_doubt}`"),
+            "doubt_after": format!("decided: resolved done by alice: moved in OVH's manager. {}", resume(&in_doubt)),
+            "failed_why": format!("zone refused (at {refused}:1:{})", std::fs::read_to_string(&refused).unwrap().find("fail(").unwrap() + 1),
+            "failed_choices": ["retry"],
+            "failed_flash": format!("step \"zone\" (position 0) of run {failed_run}: retry by alice: zone fixed; the run goes on when it is resumed: `lifeboat resume {failed_run}`"),
+            "failed_after": format!("decided: retry by alice: zone fixed. {}", resume(&failed_run)),
+        })
+    );
+    env.run(&["resume", &in_doubt]).expect_code(0);
+    assert_eq!(
+        counter.count("move"),
+        1,
+        "a change resolved done is not made again"
+    );
+    counter.hit("zone fixed");
+    env.run(&["resume", &failed_run]).expect_code(0);
+    assert_eq!(env.status(&failed_run)["steps"][0]["attempts"], 2);
+}
+
+/// On the shared store, `serve` instances side by side (here two, sharing the data directory's
+/// key as instances behind one address would): a session made by one is good at the other,
+/// and an approval through either reaches the run.
+#[test]
+fn two_war_rooms_on_postgres_share_sessions_and_act_on_the_same_runs() {
+    let base = Env::on_postgres();
+    let (alice, lines) = token(&base, "alice", "operator");
+    let config_path = base.dir.path().join("config.toml");
+    std::fs::write(&config_path, lines).unwrap();
+    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let rb = env.runbook(
+        "gate.rhai",
+        "approve(\"go\", \"ok?\");\nstep(\"after\", || 1)\n",
+    );
+    let paused = env.run(&["run", &rb, "--no-wait"]);
+    paused.expect_code(3);
+    let run = paused.stdout.lines().next().unwrap().to_string();
+    let a = serve(&env, &[]);
+    let b = serve(&env, &[]);
+    let script = r#"
+import json, sys, urllib.request
+a, b, token, run = sys.argv[1:5]
+def call(url, path, body=None, headers=None):
+    req = urllib.request.Request(url + path, method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=dict({"Content-Type": "application/json"}, **(headers or {})))
+    with urllib.request.urlopen(req) as r:
+        return r.headers, json.load(r)
+headers, me = call(a, "api/login", {"token": token})
+cookie = headers["Set-Cookie"].split(";")[0]
+_, at_b = call(b, "api/me", headers={"Cookie": cookie})
+_, done = call(b, "api/runs/" + run + "/gates/go/approve", {"reason": "from b"},
+    {"Cookie": cookie, "X-Lifeboat-CSRF": me["csrf"], "Origin": b.rstrip("/")})
+_, seen_at_a = call(a, "api/runs/" + run, headers={"Cookie": cookie})
+print(json.dumps({"at_b": at_b["name"], "done": done["message"], "gate_at_a": seen_at_a["gates"][0]["approved_by"]}))
+"#;
+    let out = crate::support::python()
+        .args(["-c", script, &a.url, &b.url, &alice, &run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "at_b": "alice",
+            "done": format!("approved gate \"go\" of run {run}; continue it with `lifeboat resume {run}`"),
+            "gate_at_a": ["alice"],
+        })
+    );
+    env.run(&["resume", &run]).expect_code(0);
+}

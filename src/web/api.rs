@@ -446,14 +446,22 @@ async fn decide(
             ))
         }
     };
+    let id = run_id(&id)?;
     let request = Request::Decide {
-        id: run_id(&id)?,
+        id: id.clone(),
         step,
         decision,
         by: p.name,
         reason: reason_of(&body.reason)?,
     };
-    act(&front, request).await
+    // The war room drives no run: whoever does goes on with it.
+    let Json(done) = act(&front, request).await?;
+    Ok(Json(Done {
+        message: format!(
+            "{}; the run goes on when it is resumed: `lifeboat resume {id}`",
+            done.message
+        ),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

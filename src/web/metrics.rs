@@ -103,9 +103,16 @@ fn facts(view: &RunView, finished: bool) -> RunFacts {
     f
 }
 
-/// Reads the store and renders the metrics text (blocking).
+/// Reads the store and renders the metrics text (blocking), on one opening of the store.
 fn render(front: &Front) -> Result<String, crate::control::Error> {
-    let Response::Runs { runs, leases, .. } = front.call(Request::Runs)? else {
+    front.session(|ask| render_with(front, ask))?
+}
+
+fn render_with(
+    front: &Front,
+    ask: &mut dyn FnMut(Request) -> Result<Response, crate::control::Error>,
+) -> Result<String, crate::control::Error> {
+    let Response::Runs { runs, leases, .. } = ask(Request::Runs)? else {
         return Ok(String::new());
     };
     let mut cache = front.metrics.runs.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,7 +124,7 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
         {
             continue;
         }
-        if let Response::Run { events, .. } = front.call(Request::Run { id: run.id.clone() })? {
+        if let Response::Run { events, .. } = ask(Request::Run { id: run.id.clone() })? {
             let view = RunView::from_events(&events)?;
             let mut f = facts(&view, run.state.is_final());
             f.updated_at = run.updated_at;
@@ -183,7 +190,7 @@ fn render(front: &Front) -> Result<String, crate::control::Error> {
     );
 
     let calls = Family::<CallLabels, Counter>::default();
-    if let Ok(Response::Stats { ovh_calls }) = front.call(Request::Stats) {
+    if let Ok(Response::Stats { ovh_calls }) = ask(Request::Stats) {
         for c in ovh_calls {
             calls
                 .get_or_create(&CallLabels {

@@ -281,21 +281,31 @@ impl Front {
 
     /// Sends a control request to the store (blocking).
     pub fn call(&self, request: Request) -> Result<Response, control::Error> {
-        let response = match &self.reach {
-            Reach::Shared(service) => service.handle(request)?,
+        self.session(|ask| ask(request))?
+    }
+
+    /// Sends several requests on one opening of the store (blocking): `f` asks them. The
+    /// embedded store is opened once for all of them (a scrape of `/metrics` reads every run).
+    pub fn session<T>(
+        &self,
+        f: impl FnOnce(&mut dyn FnMut(Request) -> Result<Response, control::Error>) -> T,
+    ) -> Result<T, control::Error> {
+        let answer = |response: Response| match response {
+            Response::Error { message, exit_code } => {
+                Err(control::Error::Refused { message, exit_code })
+            }
+            other => Ok(other),
+        };
+        match &self.reach {
+            Reach::Shared(service) => Ok(f(&mut |r| answer(service.handle(r)?))),
             Reach::Embedded {
                 location,
                 one_at_a_time,
             } => {
                 let _one = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
-                Access::open(location, self.clock.clone())?.call(request)?
+                let access = Access::open(location, self.clock.clone())?;
+                Ok(f(&mut |r| answer(access.call(r)?)))
             }
-        };
-        match response {
-            Response::Error { message, exit_code } => {
-                Err(control::Error::Refused { message, exit_code })
-            }
-            other => Ok(other),
         }
     }
 

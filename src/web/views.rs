@@ -25,7 +25,7 @@ use crate::report::{event_lines, EventLine};
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_runs, get_run, run_live, runs_live, report, export, link),
-    components(schemas(RunRow, RunPage, StepRow, GateRow, EventLine, LinkPage))
+    components(schemas(RunRow, RunPage, StepRow, GateRow, EventLine, LinkPage, ToDecide))
 )]
 pub struct ViewsDoc;
 
@@ -197,6 +197,76 @@ pub struct GateRow {
     pub opened_at: u64,
 }
 
+/// A step the run cannot go past without a person: in doubt (it may have acted and nothing
+/// can ask), or the step whose failure ended the run.
+#[derive(Serialize, ToSchema, PartialEq)]
+pub struct ToDecide {
+    /// Its position (what the decide request names).
+    pub key: String,
+    pub name: String,
+    pub why: String,
+    /// The decisions that make sense here: done, not_done, retry.
+    pub choices: Vec<String>,
+}
+
+fn to_decide(run: &RunRecord, view: &RunView, events: &[EventRecord]) -> Option<ToDecide> {
+    let choices = |c: &[&str]| c.iter().map(|s| s.to_string()).collect();
+    let stopped_at = events
+        .iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.event,
+                crate::journal::Event::RunPaused { .. } | crate::journal::Event::RunFailed { .. }
+            )
+        })
+        .map_or(0, |e| e.at);
+    let decided = |key: &str| {
+        view.decisions
+            .iter()
+            .rev()
+            .find(|d| d.key == key && d.at >= stopped_at)
+            .map(|d| {
+                format!(
+                    "decided: {} by {}: {}. The run goes on when it is resumed: `lifeboat resume {}`",
+                    d.decision, d.by, d.reason, run.id
+                )
+            })
+    };
+    let mut found = match &run.state {
+        RunState::Paused {
+            reason: crate::journal::PauseReason::StepInDoubt { key, name, why },
+        } => Some(ToDecide {
+            key: key.clone(),
+            name: name.clone(),
+            why: why.clone(),
+            choices: choices(&["done", "not_done", "retry"]),
+        }),
+        RunState::Failed {
+            step: Some(key), ..
+        } => match view.entries.get(key) {
+            // Once decided, the step's state is the decision's: `decided` below says it.
+            Some(Entry::Step { name, state, .. }) => Some(ToDecide {
+                key: key.clone(),
+                name: name.clone(),
+                why: match state {
+                    crate::journal::StepState::Failed { error, .. } => error.clone(),
+                    _ => String::new(),
+                },
+                choices: choices(&["retry"]),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }?;
+    // Decided already: nothing more to choose until the run goes on.
+    if let Some(why) = decided(&found.key) {
+        found.why = why;
+        found.choices.clear();
+    }
+    Some(found)
+}
+
 /// One run: its row, parameters (secret-looking values masked), steps, gates and log.
 #[derive(Serialize, ToSchema, PartialEq)]
 pub struct RunPage {
@@ -208,6 +278,9 @@ pub struct RunPage {
     pub log: Vec<EventLine>,
     /// OVH tasks it waits for right now, in words.
     pub task_waits: Vec<String>,
+    /// The step a person must decide before the run can go on, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decide: Option<ToDecide>,
     pub last_seq: u64,
 }
 
@@ -280,6 +353,7 @@ fn page(
         gates,
         log: event_lines(events),
         task_waits: live.map(|l| l.task_waits.clone()).unwrap_or_default(),
+        decide: to_decide(run, &view, events),
         last_seq: view.last_seq,
     })
 }

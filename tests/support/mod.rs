@@ -258,6 +258,16 @@ impl Counter {
         self.held.1.notify_all();
     }
 
+    /// Counts `name` once, as a step's `test_effect(name)` would (the world changed).
+    pub fn hit(&self, name: &str) {
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
     pub fn count(&self, name: &str) -> i64 {
         self.counts.lock().unwrap().get(name).copied().unwrap_or(0)
     }

@@ -214,6 +214,28 @@ function gateCard(page, g) {
       : el("p", { class: "quiet", text: "You are a viewer: an operator approves." }));
 }
 
+// What a person must decide before the run can go on: a step in doubt, or the failed step.
+const CHOICES = {
+  done: ["It happened", "primary", "The step's change did happen: the run goes on past it."],
+  not_done: ["It did not happen", "", "The step's change did not happen: it runs again."],
+  retry: ["Run it again", "", "The step runs again, on your responsibility."],
+};
+
+function decideCard(page) {
+  const d = page.decide;
+  const id = encodeURIComponent(page.run.id);
+  const mayAct = state.me && state.me.role !== "viewer";
+  return el("div", { class: "card gate", id: "decide", "data-decide": d.name },
+    el("h3", { text: `Step ${d.name} needs a decision` }),
+    el("p", { class: "message", text: d.why }),
+    mayAct ? el("div", { class: "buttons" }, ...d.choices.map((c) => el("button", {
+      class: CHOICES[c][1], "data-decision": c, text: CHOICES[c][0],
+      onclick: () => confirmAction(`${CHOICES[c][0]}: step ${d.name}?`, CHOICES[c][2],
+        (reason) => api(`/api/runs/${id}/steps/${encodeURIComponent(d.key)}/decide`,
+          { method: "POST", body: { decision: c, reason } })),
+    }))) : el("p", { class: "quiet", text: "You are a viewer: an operator decides." }));
+}
+
 function timeline(page) {
   const steps = page.steps;
   const starts = steps.map((s) => s.started_at).filter(Boolean);
@@ -292,6 +314,8 @@ function renderRun(page) {
     ...page.task_waits.map((t) => el("p", { class: "card quiet", text: t })),
     waiting.length ? el("h2", { text: "Waiting for a person" }) : null,
     ...waiting.map((g) => gateCard(page, g)),
+    page.decide ? el("h2", { text: "Waiting for a decision" }) : null,
+    page.decide ? decideCard(page) : null,
     !FINAL.includes(r.state) && !waiting.length && state.me && state.me.role !== "viewer"
       ? el("div", { class: "buttons" }, el("button", { class: "danger abort", onclick: () => confirmAction(
         `Abort run ${r.id}?`, "The run stops for good; its journal stays.",
