@@ -78,6 +78,8 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Failed logins from one address within [`FAILURE_WINDOW`] before it must wait.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses with failures kept before old ones are pruned.
+const MAX_REMEMBERED: usize = 10_000;
 
 pub const SESSION_COOKIE: &str = "lifeboat_session";
 pub const CSRF_HEADER: &str = "x-lifeboat-csrf";
@@ -202,7 +204,14 @@ impl Auth {
     /// Counts a failed attempt from `peer` (a wrong token, a forged link).
     pub fn failed(&self, peer: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.entry(peer).or_default().push(Instant::now());
+        // Addresses whose failures are all older than the window are forgotten, so that many
+        // addresses failing (a scan) cannot grow this without bound.
+        if failures.len() >= MAX_REMEMBERED {
+            failures.retain(|_, times| times.iter().any(|t| t.elapsed() < FAILURE_WINDOW));
+        }
+        let times = failures.entry(peer).or_default();
+        times.retain(|t| t.elapsed() < FAILURE_WINDOW);
+        times.push(Instant::now());
     }
 
     /// The person a token belongs to; counts a wrong token against `peer`.
