@@ -498,3 +498,25 @@ fn store_worker_verify_and_undo_refusals_say_what_to_do() {
         "error: undo --detach: an undo runs here (start it on the host that should drive it)\n"
     );
 }
+
+/// `lifeboat log RUN | head -1`: the reader goes away; lifeboat stops quietly with the status
+/// of a tool killed by SIGPIPE (141), no panic.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::BufRead as _;
+    let env = crate::support::Env::new();
+    let rb = env.runbook("long.rhai", "for i in 0..2000 { step(`s${i}`, || i); }\n");
+    let out = env.run(&["run", &rb]);
+    out.expect_code(0);
+    let run = out.stdout.lines().next().unwrap().to_string();
+    let mut child = env.spawn(&["log", &run]);
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("run started"), "{first}");
+    // The reader is gone (its end of the pipe dropped with the BufReader).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -171,6 +171,15 @@ fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() 
             "gate \"go\" approved by bob: second pair of eyes",
         ]
     );
+    // And in the report, with the other decisions people took.
+    let report = env.run(&["report", &id]);
+    report.expect_code(0);
+    for line in [
+        " | gate go | approved | alice | copy verified on the PCC |",
+        " | gate go | approved | bob | second pair of eyes |",
+    ] {
+        assert!(report.stdout.contains(line), "{line}\n{}", report.stdout);
+    }
     assert_eq!(counter.count("copy"), 1);
 }
 

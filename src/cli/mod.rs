@@ -39,6 +39,7 @@ use crate::journal::{Decision, Location, Mode, RunExport, RunId};
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    quiet_on_closed_stdout();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -53,6 +54,25 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             e.exit_code()
         }
     }
+}
+
+/// `lifeboat log RUN | head`: once the reader has gone, printing fails and Rust's `print!`
+/// panics. That is no error of lifeboat's: exit quietly, as a Unix tool killed by SIGPIPE
+/// would (141), and keep every other panic as it is.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// `[store] url` of the config file, if it has one.

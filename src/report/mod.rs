@@ -153,8 +153,21 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
     let view = RunView::from_events(events)?;
     let mut names = std::collections::HashMap::new();
     let mut changes = Vec::new();
+    // What people decided: steps (`resolve`, `retry`, `skip`) and gates, who and why. A gate
+    // approved in advance (`--approve`) was no decision taken during the run.
+    let mut decisions = view.decisions.clone();
     for e in events {
         match &e.event {
+            Event::GateApproved { gate, by, reason } if by != "--approve" => {
+                decisions.push(DecisionRecord {
+                    key: String::new(),
+                    step: format!("gate {gate}"),
+                    decision: "approved".to_string(),
+                    by: by.clone(),
+                    reason: reason.clone().unwrap_or_default(),
+                    at: e.at,
+                })
+            }
             Event::StepStarted { key, name, .. } => {
                 names.insert(key.clone(), name.clone());
             }
@@ -237,7 +250,10 @@ pub fn build(run: &RunRecord, events: &[EventRecord]) -> Result<Report, Error> {
         working_ms,
         steps,
         changes,
-        decisions: view.decisions.clone(),
+        decisions: {
+            decisions.sort_by_key(|d| d.at);
+            decisions
+        },
         failed_attempts: view.failed_attempts.clone(),
         result: match &run.state {
             RunState::Succeeded { result, .. } => Some(result.clone()),
