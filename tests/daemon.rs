@@ -146,6 +146,15 @@ fn the_daemon_resumes_a_run_left_behind_exactly_once() {
 
     let mut daemon = env.spawn(&["daemon"]);
     env.wait_for("the resumed run to finish", || {
+        // A daemon that stopped will not finish it: say why at once.
+        if let Ok(Some(_)) = daemon.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the daemon stopped:\n{err}");
+        }
+        // Each `status` holds the store a moment while the daemon is not yet serving it:
+        // ask every 200 ms, not in a tight loop.
+        std::thread::sleep(Duration::from_millis(200));
         let out = env.run(&["status", &run, "--json"]);
         out.code == 0 && out.stdout.contains("\"status\": \"succeeded\"")
     });

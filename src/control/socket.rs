@@ -98,9 +98,17 @@ pub enum Access {
 
 impl Access {
     /// Opens the store in `dir`, or finds the process that holds it. A store held by a process
-    /// that does not answer (a short `status` in another terminal) is retried for a few
-    /// seconds before giving up with [`journal::Error::Locked`].
+    /// that does not answer (a short `status` in another terminal, the war room reading it) is
+    /// retried for a few seconds before giving up with [`journal::Error::Locked`].
     pub fn open(location: &Location, clock: Arc<dyn Clock>) -> Result<Access, Error> {
+        Access::open_within(location, clock, Duration::from_secs(5))
+    }
+
+    fn open_within(
+        location: &Location,
+        clock: Arc<dyn Clock>,
+        patience: Duration,
+    ) -> Result<Access, Error> {
         let dir = match location {
             Location::Dir(dir) => dir,
             // Every process reaches a shared store; one that drives runs on this machine also
@@ -114,7 +122,7 @@ impl Access {
             }
         };
         let socket = dir.join(SOCKET_NAME);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + patience;
         loop {
             match Journal::open(dir) {
                 Ok(journal) => return Ok(Access::Local(Arc::new(journal), clock)),
@@ -142,7 +150,13 @@ impl Access {
             return Ok(Arc::new(Journal::open_at(location)?));
         }
         let dir = location.dir();
-        match Access::open(location, Arc::new(crate::clock::SystemClock))? {
+        // A run, a resume or a daemon about to start waits longer for readers that hold the
+        // store a moment at a time (many `status` calls, a busy war room) than a reader does.
+        match Access::open_within(
+            location,
+            Arc::new(crate::clock::SystemClock),
+            Duration::from_secs(30),
+        )? {
             Access::Local(journal, _) => Ok(journal),
             Access::Remote(socket) => match call_socket(&socket, &Request::Owner)? {
                 Response::Owner { pid, runs } => Err(Error::Busy {
