@@ -127,7 +127,8 @@ impl SledStore {
         ids_past(&db, top).map_err(|e| classify_open_error(dir, e, &recorded))?;
         let log_path = dir.join("db");
         let log_file = File::open(&log_path).map_err(io(&log_path))?;
-        // sled created its files: make their names durable before anything relies on them.
+        // sled created its files: their names are made durable at the first barrier, before
+        // anything relies on them.
         let mut dirs = vec![SyncedDir::open(dir).map_err(io(dir))?];
         let blobs = dir.join("blobs");
         if blobs.is_dir() {
@@ -182,7 +183,11 @@ impl SledStore {
             store.make_sled_durable()?;
             store.wal.truncate().map_err(io(store.wal.path()))?;
         }
-        if recorded != found || replayed {
+        // The mark moves forward when the store holds more runs than it says (a crash between
+        // a run's creation and the mark's update) or a replay happened. Reading the id counter
+        // above always moves `max_seq` past the mark: that alone is no reason to sync, and a
+        // reader (`status`, the war room) opening the store writes nothing of ours.
+        if replayed || found.runs > recorded.runs {
             store.flush()?;
         }
         Ok(store)
@@ -281,16 +286,14 @@ struct SyncedDir {
 }
 
 impl SyncedDir {
+    /// Nothing is taken as synced yet: the first barrier syncs the directory (whatever sled
+    /// created while opening), and a process that only reads never does.
     fn open(path: &Path) -> std::io::Result<SyncedDir> {
-        let dir = SyncedDir {
+        Ok(SyncedDir {
             path: path.to_path_buf(),
             file: File::open(path)?,
             synced: Mutex::new(Vec::new()),
-        };
-        let now = dir.listing()?;
-        dir.file.sync_all()?;
-        *dir.synced.lock().unwrap_or_else(|p| p.into_inner()) = now;
-        Ok(dir)
+        })
     }
 
     fn listing(&self) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
