@@ -25,6 +25,24 @@ fn token(env: &Env, name: &str, role: &str) -> (String, String) {
     (token, lines + "\n")
 }
 
+/// `base` with a config file of its own holding `text` (`LIFEBOAT_CONFIG`).
+fn with_config(base: Env, text: &str) -> Env {
+    let path = base.dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    base.var("LIFEBOAT_CONFIG", crate::support::path_str(&path))
+}
+
+/// Runs a script that prints one JSON value: the value (the script's errors if it failed).
+fn json_of(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A served war room: its URL, killed when dropped.
 struct Served {
     child: Child,
@@ -85,9 +103,7 @@ fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() 
         config.push_str(&lines);
         tokens.insert(name.into(), t.into());
     }
-    let config_path = base.dir.path().join("config.toml");
-    std::fs::write(&config_path, &config).unwrap();
-    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let env = with_config(base, &config);
     let rb = env.runbook("war-room.rhai", RUNBOOK);
 
     counter.hold("copy");
@@ -187,9 +203,7 @@ fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() 
 fn metrics_read_by_prometheus_parser_and_the_api_refuses_what_it_should() {
     let base = Env::new();
     let (alice, lines) = token(&base, "alice", "operator");
-    let config_path = base.dir.path().join("config.toml");
-    std::fs::write(&config_path, lines).unwrap();
-    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let env = with_config(base, &lines);
     let done = env.runbook(
         "done.rhai",
         "runbook(#{ name: \"done\" });\nstep(\"a\", || 1);\nstep(\"b\", || 2);\n",
@@ -244,16 +258,7 @@ print(json.dumps(out, sort_keys=True))
         .and_then(|l| l.split(':').next())
         .unwrap()
         .to_string();
-    let out = crate::support::python()
-        .args(["-c", script, &served.url, &alice, &run_id])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = json_of(crate::support::python().args(["-c", script, &served.url, &alice, &run_id]));
     assert_eq!(
         got,
         serde_json::json!({
@@ -313,16 +318,12 @@ fn the_war_room_serves_https_with_a_secure_session_cookie() {
     let base = Env::new();
     let (alice, lines) = token(&base, "alice", "operator");
     let dir = base.dir.path().to_path_buf();
-    std::fs::write(dir.join("config.toml"), lines).unwrap();
     let cert =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .unwrap();
     std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let env = base.var(
-        "LIFEBOAT_CONFIG",
-        crate::support::path_str(&dir.join("config.toml")),
-    );
+    let env = with_config(base, &lines);
     let cert_path = crate::support::path_str(&dir.join("cert.pem"));
     let key_path = crate::support::path_str(&dir.join("key.pem"));
     let served = serve(&env, &["--tls-cert", &cert_path, "--tls-key", &key_path]);
@@ -350,16 +351,8 @@ except Exception:
     answered = False
 print(json.dumps({"name": me["name"], "role": me["role"], "cookie": attrs, "plain_answered": answered}))
 "#;
-    let out = crate::support::python()
-        .args(["-c", script, &served.url, &alice, &cert_path])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got =
+        json_of(crate::support::python().args(["-c", script, &served.url, &alice, &cert_path]));
     assert_eq!(
         got,
         serde_json::json!({
@@ -385,13 +378,10 @@ fn gate_emails_carry_personal_links_that_approve_once() {
         .var("LIFEBOAT_NOTIFY_TO", "ops@example.com, cio@example.com")
         .var("LIFEBOAT_NOTIFY_ON", "approval");
     let (_, lines) = token(&base, "alice", "operator");
-    let config_path = base.dir.path().join("config.toml");
-    std::fs::write(
-        &config_path,
-        format!("[web]\nurl = \"https://war.example.net/\"\nlink_lifetime = \"2h\"\n\n{lines}"),
-    )
-    .unwrap();
-    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let env = with_config(
+        base,
+        &format!("[web]\nurl = \"https://war.example.net/\"\nlink_lifetime = \"2h\"\n\n{lines}"),
+    );
     let rb = env.runbook(
         "gate.rhai",
         "step(\"relink\", || 1);\napprove(\"move-ips\", \"Datastores are back. Move the IPs?\");\nstep(\"move\", || 2)\n",
@@ -461,18 +451,12 @@ const { chromium } = require("playwright-core");
 "##;
     let path = env.dir.path().join("link.js");
     std::fs::write(&path, script).unwrap();
-    let out = crate::support::node()
-        .arg(&path)
-        .arg(&served.url)
-        .arg(ticket("ops@example.com"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = json_of(
+        crate::support::node()
+            .arg(&path)
+            .arg(&served.url)
+            .arg(ticket("ops@example.com")),
     );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         got,
         serde_json::json!({
@@ -499,24 +483,16 @@ def post(what, ticket):
         return [e.code, json.load(e)["error"]]
 print(json.dumps([post("approve", sys.argv[2]), post("abort", sys.argv[2]), post("approve", sys.argv[3])]))
 "#;
-    let out = crate::support::python()
-        .args([
-            "-c",
-            post,
-            &served.url,
-            &ticket("ops@example.com"),
-            &ticket("cio@example.com"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let answers = json_of(crate::support::python().args([
+        "-c",
+        post,
+        &served.url,
+        &ticket("ops@example.com"),
+        &ticket("cio@example.com"),
+    ]));
     let used = format!("this link was used already (ops@example.com acted on run {run} at gate \"move-ips\"); it works once");
     assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        answers,
         serde_json::json!([
             [409, used],
             [409, used],
@@ -544,9 +520,7 @@ fn an_operator_decides_a_step_in_doubt_and_a_failed_step_on_the_page() {
     let counter = Counter::start();
     let base = Env::new().var("LIFEBOAT_TEST_COUNTER", &counter.addr);
     let (alice, lines) = token(&base, "alice", "operator");
-    let config_path = base.dir.path().join("config.toml");
-    std::fs::write(&config_path, lines).unwrap();
-    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let env = with_config(base, &lines);
 
     // In doubt: killed while its change was in flight, no check to ask.
     let doubt = env.runbook(
@@ -600,17 +574,12 @@ const [url, token, doubt, failed] = process.argv.slice(2);
 "##;
     let path = env.dir.path().join("decide.js");
     std::fs::write(&path, script).unwrap();
-    let out = crate::support::node()
-        .arg(&path)
-        .args([&served.url, &alice, &in_doubt, &failed_run])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = json_of(crate::support::node().arg(&path).args([
+        &served.url,
+        &alice,
+        &in_doubt,
+        &failed_run,
+    ]));
     let resume = |run: &str| format!("The run goes on when it is resumed: `lifeboat resume {run}`");
     assert_eq!(
         got,
@@ -643,9 +612,7 @@ const [url, token, doubt, failed] = process.argv.slice(2);
 fn two_war_rooms_on_postgres_share_sessions_and_act_on_the_same_runs() {
     let base = Env::on_postgres();
     let (alice, lines) = token(&base, "alice", "operator");
-    let config_path = base.dir.path().join("config.toml");
-    std::fs::write(&config_path, lines).unwrap();
-    let env = base.var("LIFEBOAT_CONFIG", crate::support::path_str(&config_path));
+    let env = with_config(base, &lines);
     let rb = env.runbook(
         "gate.rhai",
         "approve(\"go\", \"ok?\");\nstep(\"after\", || 1)\n",
@@ -672,16 +639,7 @@ _, done = call(b, "api/runs/" + run + "/gates/go/approve", {"reason": "from b"},
 _, seen_at_a = call(a, "api/runs/" + run, headers={"Cookie": cookie})
 print(json.dumps({"at_b": at_b["name"], "done": done["message"], "gate_at_a": seen_at_a["gates"][0]["approved_by"]}))
 "#;
-    let out = crate::support::python()
-        .args(["-c", script, &a.url, &b.url, &alice, &run])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = json_of(crate::support::python().args(["-c", script, &a.url, &b.url, &alice, &run]));
     assert_eq!(
         got,
         serde_json::json!({

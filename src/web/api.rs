@@ -159,16 +159,14 @@ pub(super) fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The person making the request, with at least `role`.
-pub(crate) fn require(
-    front: &Front,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    role: Role,
-) -> ApiResult<Person> {
-    person(front, headers, peer, role)
+fn from_own_page(headers: &HeaderMap) -> bool {
+    auth::same_origin(
+        header_str(headers, header::ORIGIN),
+        header_str(headers, header::HOST),
+    )
 }
 
+/// The person making the request, with at least `role`.
 pub(super) fn person(
     front: &Front,
     headers: &HeaderMap,
@@ -271,16 +269,11 @@ async fn login(
     Json(body): Json<LoginBody>,
 ) -> ApiResult<HttpResponse> {
     // A login form posted from another site cannot sign a browser in either.
-    if let (Some(origin), Some(host)) = (
-        header_str(&headers, header::ORIGIN),
-        header_str(&headers, header::HOST),
-    ) {
-        if origin.split_once("://").map(|(_, h)| h) != Some(host) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "refused: sign in from the war room's own page",
-            ));
-        }
+    if !from_own_page(&headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "refused: sign in from the war room's own page",
+        ));
     }
     let person = front
         .auth
@@ -479,19 +472,24 @@ async fn link_actor(
     peer: SocketAddr,
     ticket: &str,
 ) -> ApiResult<super::link::Ticket> {
-    if let (Some(origin), Some(host)) = (
-        header_str(headers, header::ORIGIN),
-        header_str(headers, header::HOST),
-    ) {
-        if origin.split_once("://").map(|(_, h)| h) != Some(host) {
-            front.metrics.refused();
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "refused: use the link from the war room's own page",
-            ));
-        }
+    if !from_own_page(headers) {
+        front.metrics.refused();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "refused: use the link from the war room's own page",
+        ));
     }
-    let (ticket, _, events) = views::ticket_run(front, peer.ip(), ticket).await?;
+    let ticket = views::read_ticket(front, peer.ip(), ticket)?;
+    let Response::Run { events, .. } = ask(
+        front,
+        Request::Run {
+            id: run_id(&ticket.run)?,
+        },
+    )
+    .await?
+    else {
+        return Err(ApiError::internal("unexpected answer from the store"));
+    };
     if ticket.spent(&events) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -261,7 +261,7 @@ async fn metrics(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
-    super::api::require(&front, &headers, peer, Role::Viewer)?;
+    super::api::person(&front, &headers, peer, Role::Viewer)?;
     let f = front.clone();
     let text = tokio::task::spawn_blocking(move || render(&f))
         .await

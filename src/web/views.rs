@@ -576,32 +576,19 @@ pub struct LinkPage {
     pub spent: bool,
 }
 
-/// Reads an emailed link's ticket, and the run it is about (refusals count as failed sign-ins).
-pub(super) async fn ticket_run(
-    front: &Arc<Front>,
+/// The ticket of an emailed link, if it holds (a refused one counts as a failed sign-in).
+pub(super) fn read_ticket(
+    front: &Front,
     peer: std::net::IpAddr,
     signed: &str,
-) -> ApiResult<(super::link::Ticket, RunPage, Vec<EventRecord>)> {
+) -> ApiResult<super::link::Ticket> {
     front.auth.check_pace(peer)?;
-    let ticket = super::link::read(&front.auth.signer, signed, front.now_ms() / 1000)
+    super::link::read(&front.auth.signer, signed, front.now_ms() / 1000)
         .inspect_err(|_| {
             front.auth.failed(peer);
             front.metrics.failed_login();
         })
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let id = run_id(&ticket.run)?;
-    match ask(front, Request::Run { id }).await? {
-        Response::Run {
-            run,
-            events,
-            live,
-            lease,
-        } => {
-            let page = page(&run, &events, live.as_ref(), lease.as_ref(), front.now_ms())?;
-            Ok((ticket, page, events))
-        }
-        other => Err(unexpected(other)),
-    }
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
 }
 
 /// The gate an emailed approval link opens. The ticket is the credential: no sign-in.
@@ -612,7 +599,23 @@ pub(super) async fn link(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Query(q): Query<LinkQuery>,
 ) -> ApiResult<Json<LinkPage>> {
-    let (ticket, page, events) = ticket_run(&front, peer.ip(), &q.t).await?;
+    let ticket = read_ticket(&front, peer.ip(), &q.t)?;
+    let Response::Run {
+        run,
+        events,
+        live,
+        lease,
+    } = ask(
+        &front,
+        Request::Run {
+            id: run_id(&ticket.run)?,
+        },
+    )
+    .await?
+    else {
+        return Err(ApiError::internal("unexpected answer from the store"));
+    };
+    let page = page(&run, &events, live.as_ref(), lease.as_ref(), front.now_ms())?;
     let spent = ticket.spent(&events);
     let gate = page
         .gates
