@@ -324,3 +324,33 @@ fn the_finish_notification_of_a_partial_recovery_says_what_was_not_recovered() {
         "{body}"
     );
 }
+
+/// A gate that needs two people says so in its email, and counts who approved so far.
+#[test]
+fn the_email_of_a_two_person_gate_says_how_many_must_approve() {
+    let mail = MailServer::start();
+    let env = env_for(&mail)
+        .var("LIFEBOAT_NOTIFY_TO", ADDRESS)
+        .var("LIFEBOAT_NOTIFY_ON", "approval");
+    let rb = env.runbook(
+        "two.rhai",
+        "approve(\"move-ips\", \"Datastores are back.\", #{ approvers: 2 });\n",
+    );
+    let mut child = env.spawn(&["run", &rb]);
+    let run = read_run_id(&mut child);
+    env.wait_for("the gate email", || !mail.delivered().is_empty());
+    env.run(&["abort", &run]).expect_code(0);
+    finish(child);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.delivered()[0].as_bytes())
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(
+        parsed.starts_with(&format!(
+            "Datastores are back.\n\n2 different people must approve.\n\nTo approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} move-ips\n"
+        )),
+        "{parsed}"
+    );
+}

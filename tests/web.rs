@@ -160,7 +160,7 @@ fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() 
         "log_has_script_text": true,
         "viewer_buttons": 0,
         "viewer_api": [403, "victor is a viewer: this needs an operator"],
-        "cross_site": [403, 403],
+        "cross_site": [403, 403, "refused: this request did not come from the war room's own page (missing or wrong X-Lifeboat-CSRF, or another Origin)"],
         "first_approval": format!("approved gate \"go\" of run {id}: 1 of 2 approvals (alice); it waits for 1 more from someone else"),
         "second_by_alice": format!("alice has already approved gate \"go\" of run {id}; it needs 2 approvals from different people (1 so far: alice): someone else must approve"),
         "phone_overflow": false,
@@ -172,6 +172,14 @@ fn the_war_room_shows_a_run_live_and_two_people_approve_its_gate_in_a_browser() 
 
     let out = crate::support::finish(run);
     out.expect_code(0);
+    // The terminal of the run said the same: two people, then each approval as it came.
+    for line in [
+        "  ⏸ waiting for approval at gate \"go\" (2 different people must approve): Move the IPs? <b>two people</b>\n",
+        "  ✓ gate \"go\" approved by alice; it waits for 1 more approval from someone else\n",
+        "  ✓ gate \"go\" approved by bob\n",
+    ] {
+        assert!(out.stderr.contains(line), "{line}{}", out.stderr);
+    }
     // Who approved, and why, is in the journal.
     let log = env.run(&["log", &id]);
     let approvals: Vec<&str> = log
@@ -248,6 +256,13 @@ out["paths"] = sorted(spec["paths"])
 out["bad_reason"] = get("api/runs/" + sys.argv[3] + "/gates/go/approve", method="POST",
     body=b'{"reason": "  "}', headers={"Content-Type": "application/json"})[0::2]
 out["unknown_run"] = get("api/runs/20990101-000000-0000")[0]
+# Five wrong tokens from this address: the sixth attempt, even the right one, must wait.
+wrong = [get("api/me", auth=False, headers={"Authorization": "Bearer lbt_wrong"})[0] for _ in range(5)]
+req = urllib.request.Request(url + "api/me", headers={"Authorization": "Bearer " + token})
+try:
+    urllib.request.urlopen(req)
+except urllib.error.HTTPError as e:
+    out["slowed"] = [wrong, e.code, e.headers.get("Retry-After") is not None, json.loads(e.read())["error"].split(": try again in ")[0]]
 print(json.dumps(out, sort_keys=True))
 "#;
     let run_id = paused
@@ -279,7 +294,37 @@ print(json.dumps(out, sort_keys=True))
             ],
             "bad_reason": [400, "{\"error\":\"reason: say why (it is journaled with your name)\"}"],
             "unknown_run": 404,
+            "slowed": [[401, 401, 401, 401, 401], 429, true, "too many failed sign-ins from this address"],
         })
+    );
+}
+
+#[test]
+fn token_prints_the_token_once_and_the_lines_for_the_config_file() {
+    use sha2::Digest as _;
+    let env = Env::new();
+    let out = env.run(&["token", "ann", "--role", "admin"]);
+    out.expect_code(0);
+    let token = out.stdout.trim();
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        out.stderr,
+        format!("The token of ann (admin) is the line above: give it to them; it is not kept anywhere.\nAdd these lines to the config file of every `lifeboat serve`:\n\n[[web.token]]\nname = \"ann\"\nrole = \"admin\"\nsha256 = \"{hash}\"\n")
+    );
+    let out = env.run(&["token", "ann", "--role", "root"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: --role \"root\": viewer, operator or admin\n"
+    );
+    let out = env.run(&["token", "a\"b", "--role", "viewer"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: token name \"a\\\"b\": give the person's name (it is what the journal records), without quotes\n"
     );
 }
 

@@ -170,13 +170,21 @@ impl engine::Observer for Progress {
                     format_time(until)
                 )
             }
-            P::WaitingApproval { gate, message } => {
+            P::WaitingApproval {
+                gate,
+                message,
+                needed,
+                have,
+            } => {
                 let message = if message.is_empty() {
                     String::new()
                 } else {
                     format!(": {message}")
                 };
-                eprintln!("  ⏸ waiting for approval at gate {gate:?}{message}");
+                let people = crate::report::approvers_text(needed, have)
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default();
+                eprintln!("  ⏸ waiting for approval at gate {gate:?}{people}{message}");
                 eprintln!("    approve from any terminal: lifeboat approve {run} {gate}");
             }
             P::GateApproved { gate, by, more: 0 } => {

@@ -174,9 +174,12 @@ pub enum Progress<'a> {
         until: Millis,
         remaining_ms: u64,
     },
+    /// The run waits at a gate that needs `needed` different people, `have` of whom approved.
     WaitingApproval {
         gate: &'a str,
         message: &'a str,
+        needed: u32,
+        have: u32,
     },
     /// `by` approved the gate; it waits for `more` approvals from other people (0: open).
     GateApproved {

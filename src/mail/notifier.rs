@@ -88,11 +88,11 @@ impl Notifier {
 impl Observer for Notifier {
     fn progress(&self, run: &RunId, p: Progress<'_>) {
         match &p {
-            Progress::WaitingApproval { gate, message } => self.send_gate(
+            Progress::WaitingApproval { gate, message, needed, have } => self.send_gate(
                 run,
                 gate,
                 format!("[lifeboat] run {run} waits for approval at gate {gate}"),
-                format!("{message}\n\nTo approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n"),
+                format!("{message}\n\n{}To approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n", crate::report::approvers_text(*needed, *have).map(|t| format!("{t}.\n\n")).unwrap_or_default()),
             ),
             Progress::StepFailed { name, attempts, error } => self.send(
                 NotifyOn::Failure,

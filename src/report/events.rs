@@ -116,17 +116,12 @@ pub fn event_lines(events: &[EventRecord]) -> Vec<EventLine> {
             Event::GateOpened {
                 gate,
                 message,
-                approvers: 1,
-                ..
-            } => format!("gate {gate:?} opened: {message}"),
-            Event::GateOpened {
-                gate,
-                message,
                 approvers,
                 ..
-            } => format!(
-                "gate {gate:?} opened ({approvers} different people must approve): {message}"
-            ),
+            } => match approvers_text(*approvers, 0) {
+                Some(people) => format!("gate {gate:?} opened ({people}): {message}"),
+                None => format!("gate {gate:?} opened: {message}"),
+            },
             Event::GateApproved { gate, by, reason } => match reason {
                 Some(why) => format!("gate {gate:?} approved by {by}: {why}"),
                 None => format!("gate {gate:?} approved by {by}"),
@@ -205,4 +200,13 @@ pub fn succeeded_text(verdict: &Verdict) -> String {
     } else {
         format!("{} ({})", verdict.state(), verdict.summary())
     }
+}
+
+/// How a gate that needs several people stands: "2 different people must approve; 1 so far".
+/// `None` for a gate one person opens.
+pub fn approvers_text(needed: u32, have: u32) -> Option<String> {
+    (needed > 1).then(|| match have {
+        0 => format!("{needed} different people must approve"),
+        n => format!("{needed} different people must approve; {n} so far"),
+    })
 }

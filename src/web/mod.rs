@@ -382,14 +382,45 @@ mod tests {
             err("[[web.token]]\nname = \"ann\"\nrole = \"viewer\"\ntoken = \"lbt_x\"\n"),
             "config.toml: [[web.token]] number 1: needs sha256 = \"...\""
         );
-        let ok = Settings::parse(
-            &format!(
-                "[[web.token]]\nname = \"ann\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
-                "ab".repeat(32)
-            ),
-            "c",
-        )
-        .unwrap();
+        assert_eq!(
+            err("[[web.token]]\nname = \"ann\"\nrole = \"viewer\"\nsha256 = \"lbt_secret\"\n"),
+            "config.toml: [[web.token]] \"ann\": sha256 must be the 64 hex digits `lifeboat token` printed (the token itself never goes in the file)"
+        );
+        let ann = format!(
+            "[[web.token]]\nname = \"ann\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            "ab".repeat(32)
+        );
+        assert_eq!(
+            err(&format!("{ann}{ann}")),
+            "config.toml: [[web.token]] \"ann\" appears twice: each person has one name"
+        );
+        assert_eq!(
+            err("[web]\nurl = \"war.example.net\"\n"),
+            "config.toml: [web] url: expected the address people open the war room at, like \"https://war.example.net\", got \"war.example.net\""
+        );
+        assert_eq!(
+            err("[web]\nlink_lifetime = \"soon\"\n"),
+            "config.toml: [web] link_lifetime \"soon\": expected number at 0 (like \"1h\" or \"30m\")"
+        );
+        let ok = Settings::parse(&ann, "c").unwrap();
         assert_eq!(ok.tokens[0].role, Role::Admin);
+    }
+
+    #[test]
+    fn a_short_key_file_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.key"), b"short").unwrap();
+        assert_eq!(
+            key(dir.path()).unwrap_err().to_string(),
+            format!(
+                "the war room's key {}: shorter than 32 bytes: remove it and a new one is made",
+                dir.path().join("web.key").display()
+            )
+        );
+        // Made once, then read back the same.
+        let other = tempfile::tempdir().unwrap();
+        let made = key(other.path()).unwrap();
+        assert_eq!(made.len(), 32);
+        assert_eq!(key(other.path()).unwrap(), made);
     }
 }

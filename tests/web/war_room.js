@@ -87,7 +87,7 @@ async function approveOnPage(page, reason) {
   const forged = await alice.context.request.post(approveUrl, {
     headers: { Origin: "http://evil.example", "X-Lifeboat-CSRF": csrf }, data: { reason: "forged" } });
   const tokenless = await alice.context.request.post(approveUrl, { data: { reason: "forged" } });
-  result.cross_site = [forged.status(), tokenless.status()];
+  result.cross_site = [forged.status(), tokenless.status(), (await forged.json()).error];
 
   // Alice approves on the page, with a reason: one of two.
   await approveOnPage(alice.page, "copy verified on the PCC");

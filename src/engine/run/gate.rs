@@ -190,8 +190,19 @@ impl RunContext {
             })));
         }
         *lock(&self.waiting_gate) = Some(gate.to_string());
-        self.observer
-            .progress(&self.id, Progress::WaitingApproval { gate, message });
+        let (needed, have) = {
+            let gates = lock(&self.gates);
+            (gates.needed(gate), gates.votes(gate).len() as u32)
+        };
+        self.observer.progress(
+            &self.id,
+            Progress::WaitingApproval {
+                gate,
+                message,
+                needed,
+                have,
+            },
+        );
         if let Some(prompt) = self.opts.prompt.clone() {
             let (gate, message) = (gate.to_string(), message.to_string());
             let me = Arc::clone(self);
