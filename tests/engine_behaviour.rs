@@ -698,6 +698,10 @@ fn a_two_person_gate_opens_only_for_two_different_people() {
         )
     };
     let host = hostname();
+    assert_eq!(
+        env.status(&run)["steps"][1]["state"],
+        "waiting: 2 different people must approve"
+    );
     let first = as_user(
         "ann",
         &["approve", &run, "move-ips", "--reason", "relink verified"],

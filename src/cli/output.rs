@@ -181,7 +181,7 @@ impl engine::Observer for Progress {
                 } else {
                     format!(": {message}")
                 };
-                let people = crate::report::approvers_text(needed, have)
+                let people = crate::journal::approvers_text(needed, have)
                     .map(|t| format!(" ({t})"))
                     .unwrap_or_default();
                 eprintln!("  ⏸ waiting for approval at gate {gate:?}{people}{message}");

@@ -30,8 +30,8 @@ use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
 use crate::journal::{
-    self, Entry, Event, Journal, Mode, PauseReason, RunId, RunRecord, RunState, RunView,
-    RunbookInfo, StepState, Verdict, Vote,
+    self, approvers_text, Entry, Event, Journal, Mode, PauseReason, RunId, RunRecord, RunState,
+    RunView, RunbookInfo, StepState, Verdict, Vote,
 };
 pub use runbook::{Declaration, Runbook};
 pub use sandbox::Limits;
@@ -861,7 +861,10 @@ pub fn summarize(view: &RunView) -> Vec<StepSummary> {
                 let state = match view.gates.approved_by(gate) {
                     Some(by) => format!("approved by {by}"),
                     None => match view.gates.votes(gate) {
-                        [] => "waiting".to_string(),
+                        [] => match approvers_text(view.gates.needed(gate), 0) {
+                            Some(people) => format!("waiting: {people}"),
+                            None => "waiting".to_string(),
+                        },
                         some => format!(
                             "waiting: {} of {} approvals ({})",
                             some.len(),

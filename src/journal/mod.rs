@@ -32,7 +32,8 @@ pub use postgres_store::PostgresStore;
 pub use run::{GroupTally, Mode, ModuleFile, RunId, RunRecord, RunState, RunbookInfo, Verdict};
 pub use sled_store::{SledStore, MANIFEST_NAME};
 pub use step_state::{
-    AttemptRecord, DecisionRecord, Entry, Gates, LogLine, OutcomeGroup, RunView, StepState, Vote,
+    approvers_text, AttemptRecord, DecisionRecord, Entry, Gates, LogLine, OutcomeGroup, RunView,
+    StepState, Vote,
 };
 pub use store::{redact, Keyspace, LeaseInfo, Location, Store};
 pub use verify::RunCheck;

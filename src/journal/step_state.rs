@@ -309,6 +309,15 @@ impl Gates {
     }
 }
 
+/// How a gate that needs several people stands: "2 different people must approve; 1 so far".
+/// `None` for a gate one person opens.
+pub fn approvers_text(needed: u32, have: u32) -> Option<String> {
+    (needed > 1).then(|| match have {
+        0 => format!("{needed} different people must approve"),
+        n => format!("{needed} different people must approve; {n} so far"),
+    })
+}
+
 /// Everything known about a run's positions, folded from its events.
 #[derive(Debug, Default, Clone)]
 pub struct RunView {

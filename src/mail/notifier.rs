@@ -92,7 +92,7 @@ impl Observer for Notifier {
                 run,
                 gate,
                 format!("[lifeboat] run {run} waits for approval at gate {gate}"),
-                format!("{message}\n\n{}To approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n", crate::report::approvers_text(*needed, *have).map(|t| format!("{t}.\n\n")).unwrap_or_default()),
+                format!("{message}\n\n{}To approve, from any terminal on the machine running it:\n\n    lifeboat approve {run} {gate}\n\nTo stop the run for good:\n\n    lifeboat abort {run}\n", crate::journal::approvers_text(*needed, *have).map(|t| format!("{t}.\n\n")).unwrap_or_default()),
             ),
             Progress::StepFailed { name, attempts, error } => self.send(
                 NotifyOn::Failure,

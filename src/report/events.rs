@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::clock::format_time;
-use crate::journal::{Decision, Event, EventRecord, PauseReason, Verdict};
+use crate::journal::{approvers_text, Decision, Event, EventRecord, PauseReason, Verdict};
 
 /// One event of a run, in words.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -200,13 +200,4 @@ pub fn succeeded_text(verdict: &Verdict) -> String {
     } else {
         format!("{} ({})", verdict.state(), verdict.summary())
     }
-}
-
-/// How a gate that needs several people stands: "2 different people must approve; 1 so far".
-/// `None` for a gate one person opens.
-pub fn approvers_text(needed: u32, have: u32) -> Option<String> {
-    (needed > 1).then(|| match have {
-        0 => format!("{needed} different people must approve"),
-        n => format!("{needed} different people must approve; {n} so far"),
-    })
 }

@@ -9,7 +9,7 @@ mod html;
 mod markdown;
 mod tables;
 
-pub use events::{approvers_text, event_lines, pace_text, pause_text, succeeded_text, EventLine};
+pub use events::{event_lines, pace_text, pause_text, succeeded_text, EventLine};
 
 pub use html::render as html;
 pub use markdown::render as markdown;

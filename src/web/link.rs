@@ -136,6 +136,10 @@ mod tests {
             ("20261201-120000-abcd", "go", "ops@example.com")
         );
         assert_eq!(read(&signer, signed, 1060), Err(LinkError::Expired));
+        assert_eq!(
+            LinkError::Expired.to_string(),
+            "this approval link expired; sign in to the war room instead"
+        );
         let other = Signer::new(b"x".repeat(32));
         assert_eq!(read(&other, signed, 1001), Err(LinkError::Invalid));
         let (payload, sig) = signed.split_once('.').unwrap();
